@@ -1,0 +1,50 @@
+# Two commands for a fresh machine: `make run` and `make test`. Both set up what they need:
+# .venv with the package, Debian packages, and the pinned MediaPipe weights.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBS := libb64-0d opencv-doc docker-compose
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup debs weights run test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing swaptron into $(VENV) (first time: a few minutes)"
+	@# torch first, pinned: it takes the local CPU wheel (an unpinned torch pulls GBs of CUDA)
+	@$(BIN)/pip install -qq torch==2.13.0
+	@$(BIN)/pip install -qq -e '.[dev]'
+	@touch $@
+
+debs:
+	@missing=$$(for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $$missing >/dev/null; \
+	fi
+
+weights: $(STAMP)
+	@$(BIN)/swaptron weights >/dev/null
+
+setup: $(STAMP) debs weights
+
+run: setup
+	@$(BIN)/swaptron doctor
+
+test: setup
+	@$(BIN)/pytest
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+
+bench: setup
+	@$(BIN)/swaptron bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

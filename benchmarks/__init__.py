@@ -1,0 +1,1 @@
+"""Benchmarks: perf_analyzer runs and baselines, results and plots (`swaptron bench`)."""

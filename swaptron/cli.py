@@ -1,0 +1,81 @@
+"""The `swaptron` command: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from swaptron.assets import REPO_ROOT
+
+DEFAULT_REPOSITORY = REPO_ROOT / "model_repository"
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that start the embedded server."""
+    parser.add_argument("--model-repository", type=Path, default=DEFAULT_REPOSITORY,
+                        help="Triton model repository (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: %(default)s; 0.0.0.0 opens it)")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--log-file", type=Path, default=None,
+                        help="server log (default: a file in the temp folder, printed at start)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the embedded server."""
+    from swaptron.server.launcher import ServerPorts  # noqa: PLC0415
+    from swaptron.server.serve import serve  # noqa: PLC0415
+
+    ports = ServerPorts(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port)
+    return serve(args.model_repository, args.host, ports, args.log_file)
+
+
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    """Report versions and what is missing."""
+    from swaptron.doctor import main  # noqa: PLC0415
+
+    return main()
+
+
+def cmd_weights(_args: argparse.Namespace) -> int:
+    """Fetch the pinned MediaPipe weights."""
+    from swaptron.assets import AssetError, fetch_weights  # noqa: PLC0415
+
+    try:
+        for path in fetch_weights():
+            print(path)
+    except AssetError as error:
+        print(f"error: {error}")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="swaptron", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int],
+            help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add_server_options(add("serve", cmd_serve, "run the embedded Triton server"))
+    add("doctor", cmd_doctor, "check this machine and print versions")
+    add("weights", cmd_weights, "fetch the pinned MediaPipe weights into the cache")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run the chosen subcommand."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

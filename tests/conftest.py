@@ -1,0 +1,65 @@
+"""Shared fixtures: real server repositories, real frames."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+DOUBLE_CONFIG = """
+name: "double"
+backend: "python"
+max_batch_size: 8
+input [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 500 preferred_batch_size: [ 4, 8 ] }
+instance_group [ { kind: KIND_CPU count: 1 } ]
+"""
+
+DOUBLE_MODEL = '''
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x * 2)]))
+        return responses
+'''
+
+QUADRUPLE_CONFIG = """
+name: "quadruple"
+platform: "ensemble"
+max_batch_size: 8
+input [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] } ]
+ensemble_scheduling {
+  step [
+    { model_name: "double" model_version: -1
+      input_map { key: "X" value: "X" } output_map { key: "Y" value: "twice" } },
+    { model_name: "double" model_version: -1
+      input_map { key: "X" value: "twice" } output_map { key: "Y" value: "Y" } }
+  ]
+}
+"""
+
+
+def write_model(repository: Path, name: str, config: str, model_py: str | None) -> None:
+    """Write one model folder (`config.pbtxt` and `1/`, with `model.py` when given)."""
+    version = repository / name / "1"
+    version.mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(textwrap.dedent(config))
+    if model_py is not None:
+        (version / "model.py").write_text(textwrap.dedent(model_py))
+
+
+@pytest.fixture
+def tiny_repository(tmp_path: Path) -> Path:
+    """A Python-backend model with dynamic batching and an ensemble of two of its steps."""
+    repository = tmp_path / "repository"
+    write_model(repository, "double", DOUBLE_CONFIG, DOUBLE_MODEL)
+    write_model(repository, "quadruple", QUADRUPLE_CONFIG, None)
+    return repository
