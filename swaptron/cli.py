@@ -27,8 +27,8 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the embedded server."""
-    from swaptron.server.launcher import ServerPorts  # noqa: PLC0415
-    from swaptron.server.serve import serve  # noqa: PLC0415
+    from swaptron.server.launcher import ServerPorts
+    from swaptron.server.serve import serve
 
     ports = ServerPorts(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port)
     return serve(args.model_repository, args.host, ports, args.log_file)
@@ -36,14 +36,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_doctor(_args: argparse.Namespace) -> int:
     """Report versions and what is missing."""
-    from swaptron.doctor import main  # noqa: PLC0415
+    from swaptron.doctor import main
 
     return main()
 
 
 def cmd_weights(_args: argparse.Namespace) -> int:
     """Fetch the pinned MediaPipe weights."""
-    from swaptron.assets import AssetError, fetch_weights  # noqa: PLC0415
+    from swaptron.assets import AssetError, fetch_weights
 
     try:
         for path in fetch_weights():
@@ -52,6 +52,13 @@ def cmd_weights(_args: argparse.Namespace) -> int:
         print(f"error: {error}")
         return 1
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the models into a Triton repository."""
+    from swaptron.export.cli import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_options(add("serve", cmd_serve, "run the embedded Triton server"))
     add("doctor", cmd_doctor, "check this machine and print versions")
     add("weights", cmd_weights, "fetch the pinned MediaPipe weights into the cache")
+    from swaptron.export.cli import add_arguments as export_arguments
+
+    export_arguments(add("export", cmd_export, "export the models to ONNX and a Triton repository"))
     return parser
 
 

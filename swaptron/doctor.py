@@ -35,7 +35,7 @@ def package_version(name: str) -> str | None:
 
 def check_server() -> Check:
     """Start the embedded tritonserver on an empty repository and read its version."""
-    from swaptron.server.launcher import ServerError, TritonServer, free_ports  # noqa: PLC0415
+    from swaptron.server.launcher import ServerError, TritonServer, free_ports
 
     with tempfile.TemporaryDirectory(prefix="swaptron-doctor-") as tmp:
         server = TritonServer(Path(tmp), ports=free_ports(), log_path=Path(tmp) / "server.log",
@@ -43,7 +43,7 @@ def check_server() -> Check:
         try:
             with server:
                 url = f"http://{server.http_url}/v2"
-                with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=5) as response:
                     metadata = json.load(response)
         except ServerError as error:
             return Check("tritonserver", False, str(error))
@@ -53,7 +53,7 @@ def check_server() -> Check:
 
 def check_perf_analyzer() -> Check:
     """perf_analyzer loads its libraries and prints its version."""
-    from swaptron.benchmarks import perf_analyzer  # noqa: PLC0415
+    from swaptron.benchmarks import perf_analyzer
 
     try:
         return Check("perf_analyzer", True, perf_analyzer.version())
@@ -69,7 +69,7 @@ def check_package(display: str, distribution: str, fix: str) -> Check:
 
 def check_onnxruntime() -> Check:
     """ONNX Runtime version and its execution providers."""
-    import onnxruntime  # noqa: PLC0415
+    import onnxruntime
 
     providers = ", ".join(onnxruntime.get_available_providers())
     return Check("onnxruntime", True, f"{onnxruntime.__version__} ({providers})")
@@ -77,7 +77,7 @@ def check_onnxruntime() -> Check:
 
 def check_torch() -> Check:
     """PyTorch version and whether it sees a CUDA device."""
-    import torch  # noqa: PLC0415
+    import torch
 
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
     return Check("torch", True, f"{torch.__version__} ({cuda})")
@@ -85,14 +85,14 @@ def check_torch() -> Check:
 
 def check_opencv() -> Check:
     """OpenCV version (headless build)."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     return Check("opencv", True, cv2.__version__)
 
 
 def gpu_name() -> str | None:
     """Name of the first NVIDIA GPU, None without one."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from skimage import data
+
+from swaptron import assets
+from swaptron.export.build import export_repository
+from swaptron.export.pipeline import Pipeline, PipelineOptions, build_pipeline
+from swaptron.export.repository import ServingOptions
+from swaptron.server.launcher import TritonServer, free_ports
 
 DOUBLE_CONFIG = """
 name: "double"
@@ -63,3 +72,38 @@ def tiny_repository(tmp_path: Path) -> Path:
     write_model(repository, "double", DOUBLE_CONFIG, DOUBLE_MODEL)
     write_model(repository, "quadruple", QUADRUPLE_CONFIG, None)
     return repository
+
+
+@pytest.fixture(scope="session")
+def megamind_frames() -> list[np.ndarray]:
+    """Every frame of the demo video (BGR uint8)."""
+    return assets.read_frames(assets.demo_video())
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut.png as BGR uint8 (a real face)."""
+    return np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> Pipeline:
+    """The three PyTorch modules as `swaptron export` builds them by default."""
+    return build_pipeline(PipelineOptions())
+
+
+@pytest.fixture(scope="session")
+def exported_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A python-ort repository exported into a temp folder (the default export)."""
+    repository = tmp_path_factory.mktemp("exported") / "repository"
+    export_repository(PipelineOptions(), ServingOptions(), repository, progress=lambda _: None)
+    return repository
+
+
+@pytest.fixture(scope="module")
+def faceswap_server(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[TritonServer]:
+    """The embedded server on the exported repository, shared by a test module."""
+    log = tmp_path_factory.mktemp("server") / "triton.log"
+    with TritonServer(exported_repository, ports=free_ports(), log_path=log) as server:
+        yield server

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from helpers import processes_using
 
 from swaptron.benchmarks import perf_analyzer
 from swaptron.server.launcher import (
@@ -24,6 +23,8 @@ from swaptron.server.launcher import (
     group_alive,
     prepare_server_home,
 )
+
+from helpers import processes_using
 
 pytestmark = pytest.mark.server
 
@@ -100,7 +101,8 @@ def test_missing_and_empty_repository_are_named(tmp_path: Path) -> None:
 def test_model_that_fails_to_load_is_named(tiny_repository: Path) -> None:
     broken = tiny_repository / "double" / "1" / "model.py"
     broken.write_text("raise ImportError('weights file is corrupt')\n")
-    with pytest.raises(ServerError, match="model 'double' failed to load.*weights file is corrupt"):
+    expected = r"model 'double' failed to load.*weights file is corrupt"
+    with pytest.raises(ServerError, match=expected):
         TritonServer(tiny_repository, ports=free_ports(), ready_timeout_s=60).start()
     assert processes_using(tiny_repository) == []
 

@@ -1,0 +1,78 @@
+"""Command-line options of `swaptron export`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from swaptron.assets import REPO_ROOT, AssetError
+from swaptron.export.specs import DIRECTIONS, TARGETS
+
+DEFAULT_OUTPUTS = {"python-ort": REPO_ROOT / "model_repository",
+                   "onnxruntime": REPO_ROOT / "build" / "onnxruntime",
+                   "tensorrt": REPO_ROOT / "build" / "tensorrt"}
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """`720x1280` (height x width) -> (720, 1280)."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, got {text!r}") from error
+    return height, width
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `swaptron export`."""
+    parser.add_argument("--target", choices=TARGETS, default="python-ort",
+                        help="python-ort: embedded server (default); onnxruntime: NVIDIA's "
+                             "container; tensorrt: TensorRT plans on a GPU host")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="repository to write (default: model_repository/ for python-ort, "
+                             "build/<target>/ otherwise)")
+    parser.add_argument("--max-faces", type=int, default=2, help="face slots K per frame")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="autoencoder safetensors (default: the committed demo weights)")
+    parser.add_argument("--direction", choices=sorted(DIRECTIONS), default="a2b",
+                        help="a2b: every face becomes identity b (default); b2a: becomes a")
+    parser.add_argument("--face-size", type=int, default=None,
+                        help="S, only for random weights (trained weights fix it)")
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--instances", type=int, default=1, help="instances per network")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per instance")
+    parser.add_argument("--queue-delay-us", type=int, default=500,
+                        help="dynamic batcher's longest wait for a fuller batch")
+    parser.add_argument("--no-dynamic-batching", action="store_true")
+    parser.add_argument("--fp16", action="store_true", help="tensorrt: allow FP16 kernels")
+    parser.add_argument("--opt-frame", type=frame_size, default=(720, 1280),
+                        help="tensorrt: frame size the engines are tuned for (HxW)")
+    parser.add_argument("--force", action="store_true", help="re-export even if up to date")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export the repository; one line per step."""
+    from swaptron.export.build import ExportError, export_repository
+    from swaptron.export.pipeline import PipelineOptions
+    from swaptron.export.repository import ServingOptions
+    from swaptron.export.tensorrt import ProfileOptions
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.max_faces < 1:
+        print("error: --max-faces must be at least 1")
+        return 2
+    pipeline = PipelineOptions(max_faces=args.max_faces, weights=args.weights,
+                               direction=args.direction, face_size=args.face_size)
+    serving = ServingOptions(target=args.target, max_batch_size=args.max_batch_size,
+                             dynamic_batching=not args.no_dynamic_batching,
+                             queue_delay_us=args.queue_delay_us, instances=args.instances,
+                             intra_op_threads=args.threads)
+    profiles = ProfileOptions(max_batch=args.max_batch_size, opt_frame=args.opt_frame,
+                              fp16=args.fp16)
+    output = args.output or DEFAULT_OUTPUTS[args.target]
+    try:
+        export_repository(pipeline, serving, output, force=args.force, profiles=profiles)
+    except (ExportError, AssetError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}")
+        return 1
+    return 0

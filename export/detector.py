@@ -1,0 +1,120 @@
+"""Face detector graph: MediaPipe BlazeFace short-range with letterbox, decoding and fast NMS.
+
+Input `FRAME` uint8 [B,H,W,3] BGR of any size. Outputs, per frame, K slots sorted by score:
+`FACES` [B,K,5] (x1, y1, x2, y2, score) and `KEYPOINTS` [B,K,6,2] in frame pixels (right eye,
+left eye, nose tip, mouth, right ear, left ear). Empty slots are all zeros.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from swaptron.export.geometry import box_iou, frame_to_planar, gather_slots, sample_affine, shape_of
+from swaptron.export.tflite_port import TfliteNetwork
+
+INPUT_SIZE = 128
+NUM_KEYPOINTS = 6
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Post-processing settings (MediaPipe's short-range defaults, K from the export)."""
+
+    max_faces: int = 2
+    score_threshold: float = 0.5
+    iou_threshold: float = 0.3
+    candidates: int = 32
+
+
+def ssd_anchors(input_size: int = INPUT_SIZE, strides: tuple[int, ...] = (8, 16, 16, 16),
+                offset: float = 0.5) -> torch.Tensor:
+    """Anchor centres [N,2] (normalised x, y) of BlazeFace short-range: 896 anchors.
+
+    Layers sharing a stride share a feature map; each layer puts two anchors per cell.
+    """
+    centres: list[list[float]] = []
+    layer = 0
+    while layer < len(strides):
+        stride = strides[layer]
+        same = sum(1 for s in strides[layer:] if s == stride)
+        cells = math.ceil(input_size / stride)
+        for y in range(cells):
+            for x in range(cells):
+                centres.extend([[(x + offset) / cells, (y + offset) / cells]] * (2 * same))
+        layer += same
+    return torch.tensor(centres, dtype=torch.float32)
+
+
+class FaceDetector(nn.Module):
+    """BGR frames of any size -> top-K faces with keypoints, all inside one graph."""
+
+    def __init__(self, tflite_file: Path, options: DetectorOptions | None = None) -> None:
+        super().__init__()
+        self.options = options or DetectorOptions()
+        self.network = TfliteNetwork(tflite_file)
+        self.register_buffer("anchors", ssd_anchors(), persistent=False)
+
+    def letterbox(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fit the frame into 128x128 keeping its aspect; returns RGB in [-1,1], scale, offset."""
+        height_width = shape_of(frame, 1, 3)
+        scale = INPUT_SIZE / torch.max(height_width)
+        offset = (INPUT_SIZE - height_width.flip(0) * scale) / 2.0  # (x, y) of the content
+        inverse = 1.0 / scale
+        zero = torch.zeros_like(scale)
+        matrix = torch.stack([
+            torch.stack([inverse, zero, -offset[0] * inverse]),
+            torch.stack([zero, inverse, -offset[1] * inverse]),
+        ]).reshape(1, 1, 2, 3).expand(frame.shape[0], 1, 2, 3)
+        crops = sample_affine(frame_to_planar(frame), matrix, INPUT_SIZE, INPUT_SIZE)
+        rgb = crops[:, [2, 1, 0]]
+        return rgb / 127.5 - 1.0, scale, offset
+
+    def decode(self, regressors: torch.Tensor, logits: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw outputs -> boxes [B,N,4] and keypoints [B,N,6,2] in 128-pixel units, scores [B,N]."""
+        anchors = self.anchors * INPUT_SIZE
+        centre = regressors[..., 0:2] + anchors
+        half = regressors[..., 2:4] / 2.0
+        boxes = torch.cat([centre - half, centre + half], dim=-1)
+        keypoints = regressors[..., 4:].reshape(regressors.shape[0], -1, NUM_KEYPOINTS, 2)
+        keypoints = keypoints + anchors.unsqueeze(1)
+        scores = torch.sigmoid(logits[..., 0].clamp(-100.0, 100.0))
+        return boxes, keypoints, scores
+
+    def suppress(self, boxes: torch.Tensor, keypoints: torch.Tensor, scores: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Weighted fast NMS over the top candidates, loop-free; returns the K best faces."""
+        options = self.options
+        scores, order = torch.topk(scores, options.candidates, dim=1)
+        boxes = gather_slots(boxes, order)
+        keypoints = gather_slots(keypoints, order)
+        valid = (scores >= options.score_threshold).to(torch.float32)
+        overlap = (box_iou(boxes) > options.iou_threshold).to(torch.float32)
+        higher = torch.triu(torch.ones(options.candidates, options.candidates), diagonal=1)
+        suppressed = (overlap * higher * valid.unsqueeze(-1)).amax(dim=1)  # by a better box
+        kept = valid * (1.0 - suppressed)
+        # each kept box becomes the score-weighted mean of the valid boxes overlapping it
+        weights = overlap * (scores * valid).unsqueeze(1)
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-9)
+        boxes = torch.matmul(weights, boxes)
+        keypoints = torch.matmul(weights, keypoints.flatten(2)).reshape(keypoints.shape)
+        final, best = torch.topk(scores * kept, options.max_faces, dim=1)
+        present = (final > 0).to(torch.float32)
+        boxes = gather_slots(boxes, best) * present.unsqueeze(-1)
+        keypoints = gather_slots(keypoints, best) * present.reshape(*present.shape, 1, 1)
+        return boxes, keypoints, final
+
+    def forward(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """FRAME uint8 [B,H,W,3] -> FACES [B,K,5], KEYPOINTS [B,K,6,2] in frame pixels."""
+        image, scale, offset = self.letterbox(frame)
+        regressors, logits = self.network(image)
+        boxes, keypoints, scores = self.suppress(*self.decode(regressors, logits))
+        present = (scores > 0).to(torch.float32)
+        boxes = (boxes - offset.repeat(2)) / scale * present.unsqueeze(-1)
+        keypoints = (keypoints - offset) / scale * present.reshape(*present.shape, 1, 1)
+        return torch.cat([boxes, scores.unsqueeze(-1)], dim=-1), keypoints

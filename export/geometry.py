@@ -1,0 +1,148 @@
+"""Per-frame geometry shared by the three graphs: affine sampling, similarity fits, boxes.
+
+Coordinates are continuous pixel coordinates: pixel (i, j) covers [i, i+1) x [j, j+1), so its
+centre is (i + 0.5, j + 0.5). Affine matrices are 2x3 and map output-pixel coordinates to source
+coordinates. Everything here is traceable to ONNX with basic ops plus GridSample (opset 16).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+
+def frame_to_planar(frame: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> float [B,3,H,W] with values 0..255 (channel order kept)."""
+    return frame.permute(0, 3, 1, 2).to(torch.float32)
+
+
+def shape_of(tensor: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """Dimensions start..end-1 of a tensor as a float tensor that stays dynamic in ONNX."""
+    return torch._shape_as_tensor(tensor)[start:end].to(torch.float32)
+
+
+def pixel_centres(height: int, width: int) -> torch.Tensor:
+    """[height*width, 3] rows of (x + 0.5, y + 0.5, 1) in row-major order (a constant)."""
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
+                            torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones(height * width)], dim=1)
+
+
+def to_grid_units(matrix: torch.Tensor, height_width: torch.Tensor) -> torch.Tensor:
+    """Compose an affine [...,2,3] that outputs pixels with the map to GridSample's [-1,1] units."""
+    scale = (2.0 / height_width.flip(0)).reshape(2, 1)
+    shifted = matrix * scale
+    return torch.cat([shifted[..., 0:2], shifted[..., 2:3] - 1.0], dim=-1)
+
+
+def sample_affine(image: torch.Tensor, matrices: torch.Tensor, out_height: int,
+                  out_width: int) -> torch.Tensor:
+    """Crop K affine windows from each image with one GridSample.
+
+    image [B,C,H,W]; matrices [B,K,2,3] mapping output coordinates to image coordinates.
+    Returns [B*K, C, out_height, out_width]; samples outside the image are 0.
+    """
+    batch, channels = image.shape[0], image.shape[1]
+    slots = matrices.shape[1]
+    grid = torch.matmul(pixel_centres(out_height, out_width),
+                        to_grid_units(matrices, shape_of(image, 2, 4)).transpose(2, 3))
+    grid = grid.reshape(batch, slots * out_height, out_width, 2)
+    crops = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    crops = crops.reshape(batch, channels, slots, out_height, out_width)
+    return crops.permute(0, 2, 1, 3, 4).reshape(batch * slots, channels, out_height, out_width)
+
+
+def rotated_rect_matrix(centre: torch.Tensor, size: torch.Tensor, direction: torch.Tensor,
+                        out_size: int) -> torch.Tensor:
+    """Affine [...,2,3] from an out_size square to a rotated square of side `size` at `centre`.
+
+    centre [...,2], size [...]; direction [...,2] is where the square's x axis points in the image
+    (any length; a zero vector means unrotated).
+    """
+    length = direction.norm(dim=-1)
+    unrotated = torch.stack([torch.ones_like(length), torch.zeros_like(length)], dim=-1)
+    safe = torch.where((length > 1e-6).unsqueeze(-1), direction, unrotated)
+    unit = safe / safe.norm(dim=-1, keepdim=True)
+    scale = size / out_size
+    cos, sin = unit[..., 0] * scale, unit[..., 1] * scale
+    half = out_size / 2.0
+    tx = centre[..., 0] - (cos * half - sin * half)
+    ty = centre[..., 1] - (sin * half + cos * half)
+    row_x = torch.stack([cos, -sin, tx], dim=-1)
+    row_y = torch.stack([sin, cos, ty], dim=-1)
+    return torch.stack([row_x, row_y], dim=-2)
+
+
+def select_rows(values: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of values [N,...] where keep [N] is true, and their indices; row 0 always comes along.
+
+    Lets a network run only on the face slots that hold a face (the batch of crops shrinks to
+    what is there) while never becoming empty.
+    """
+    first = torch.zeros_like(keep)
+    first[0] = True
+    index = torch.nonzero(keep | first).reshape(-1)
+    return values[index], index
+
+
+def scatter_rows(rows: torch.Tensor, index: torch.Tensor, count: torch.Tensor | int
+                 ) -> torch.Tensor:
+    """Inverse of select_rows: rows [M,...] placed at index in zeros [count,...]."""
+    shape = [count, *rows.shape[1:]]
+    return torch.zeros(shape, dtype=rows.dtype).index_put((index,), rows)
+
+
+def apply_affine(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """points [...,N,2] through affine [...,2,3] -> [...,N,2]."""
+    return torch.matmul(points, matrix[..., :2].transpose(-1, -2)) + matrix[..., 2].unsqueeze(-2)
+
+
+def similarity_fit(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Closed-form least-squares similarity (scale, rotation, shift) taking source to target.
+
+    source, target [...,N,2]. Returns the affine [...,2,3]. A degenerate source (all points equal)
+    gives a zero linear part instead of NaN.
+    """
+    source_mean = source.mean(dim=-2, keepdim=True)
+    target_mean = target.mean(dim=-2, keepdim=True)
+    s = source - source_mean
+    t = target - target_mean
+    norm = (s * s).sum(dim=(-1, -2)).clamp_min(1e-6)
+    a = (s[..., 0] * t[..., 0] + s[..., 1] * t[..., 1]).sum(dim=-1) / norm
+    b = (s[..., 0] * t[..., 1] - s[..., 1] * t[..., 0]).sum(dim=-1) / norm
+    sx, sy = source_mean[..., 0, 0], source_mean[..., 0, 1]
+    tx = target_mean[..., 0, 0] - (a * sx - b * sy)
+    ty = target_mean[..., 0, 1] - (b * sx + a * sy)
+    return torch.stack([torch.stack([a, -b, tx], dim=-1), torch.stack([b, a, ty], dim=-1)], dim=-2)
+
+
+def invert_similarity(matrix: torch.Tensor) -> torch.Tensor:
+    """Inverse of a similarity affine [...,2,3] (zero stays zero instead of NaN)."""
+    a, b = matrix[..., 0, 0], matrix[..., 1, 0]
+    norm = (a * a + b * b).clamp_min(1e-12)
+    ia, ib = a / norm, -b / norm
+    tx, ty = matrix[..., 0, 2], matrix[..., 1, 2]
+    itx = -(ia * tx - ib * ty)
+    ity = -(ib * tx + ia * ty)
+    return torch.stack([torch.stack([ia, -ib, itx], dim=-1),
+                        torch.stack([ib, ia, ity], dim=-1)], dim=-2)
+
+
+def box_iou(boxes: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of boxes [...,N,4] (x1,y1,x2,y2) -> [...,N,N]."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    area = (x2 - x1).clamp_min(0) * (y2 - y1).clamp_min(0)
+    left = torch.maximum(x1.unsqueeze(-1), x1.unsqueeze(-2))
+    top = torch.maximum(y1.unsqueeze(-1), y1.unsqueeze(-2))
+    right = torch.minimum(x2.unsqueeze(-1), x2.unsqueeze(-2))
+    bottom = torch.minimum(y2.unsqueeze(-1), y2.unsqueeze(-2))
+    inter = (right - left).clamp_min(0) * (bottom - top).clamp_min(0)
+    union = area.unsqueeze(-1) + area.unsqueeze(-2) - inter
+    return inter / union.clamp_min(1e-9)
+
+
+def gather_slots(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """values [B,N,...], indices [B,K] -> [B,K,...] (per-batch gather along dim 1)."""
+    shape = indices.shape + (1,) * (values.dim() - 2)
+    expanded = indices.reshape(shape).expand(*indices.shape, *values.shape[2:])
+    return torch.gather(values, 1, expanded)

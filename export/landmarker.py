@@ -1,0 +1,66 @@
+"""Landmarker graph: MediaPipe FaceMesh on an eye-aligned crop per detected face.
+
+Inputs `FRAME` uint8 [B,H,W,3] BGR, `FACES` [B,K,5] and `KEYPOINTS` [B,K,6,2] from the detector.
+Output `LANDMARKS` [B,K,468,2] in frame pixels (zeros for empty slots) and `PRESENCE` [B,K], the
+mesh's face-presence probability (0 for empty slots).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from swaptron.export.geometry import (
+    apply_affine,
+    frame_to_planar,
+    rotated_rect_matrix,
+    sample_affine,
+    scatter_rows,
+    select_rows,
+)
+from swaptron.export.specs import NUM_LANDMARKS
+from swaptron.export.tflite_port import TfliteNetwork
+
+INPUT_SIZE = 192
+ROI_SCALE = 1.5
+
+
+def face_roi(faces: torch.Tensor, keypoints: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MediaPipe's detection-to-ROI: square of 1.5x the box's long side, rotated to level the eyes.
+
+    Returns centre [B,K,2], side [B,K] and the direction of the crop's x axis [B,K,2] (from the
+    right eye to the left eye).
+    """
+    centre = (faces[..., 0:2] + faces[..., 2:4]) / 2.0
+    extent = faces[..., 2:4] - faces[..., 0:2]
+    side = torch.amax(extent, dim=-1) * ROI_SCALE
+    eye_vector = keypoints[..., 1, :] - keypoints[..., 0, :]
+    return centre, side, eye_vector
+
+
+class FaceLandmarker(nn.Module):
+    """Aligned crops -> FaceMesh -> 468 landmarks in frame pixels, inside one graph."""
+
+    def __init__(self, tflite_file: Path) -> None:
+        super().__init__()
+        self.network = TfliteNetwork(tflite_file)
+
+    def forward(self, frame: torch.Tensor, faces: torch.Tensor, keypoints: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> LANDMARKS [B,K,468,2], PRESENCE [B,K]."""
+        batch, slots = faces.shape[0], faces.shape[1]
+        centre, side, direction = face_roi(faces, keypoints)
+        matrix = rotated_rect_matrix(centre, side, direction, INPUT_SIZE)  # crop -> frame
+        crops = sample_affine(frame_to_planar(frame), matrix, INPUT_SIZE, INPUT_SIZE)
+        present = (faces[..., 4] > 0).to(torch.float32)
+        rgb, rows = select_rows(crops[:, [2, 1, 0]] / 255.0, present.reshape(-1) > 0)
+        mesh, presence_logit = self.network(rgb)
+        mesh = scatter_rows(mesh.reshape(-1, NUM_LANDMARKS * 3), rows, batch * slots)
+        presence_logit = scatter_rows(presence_logit.reshape(-1), rows, batch * slots)
+        points = mesh.reshape(batch, slots, NUM_LANDMARKS, 3)[..., 0:2]
+        landmarks = apply_affine(points, matrix) * present.reshape(batch, slots, 1, 1)
+        presence = torch.sigmoid(presence_logit.reshape(batch, slots)) * present
+        return landmarks, presence

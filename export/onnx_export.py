@@ -1,0 +1,98 @@
+"""Trace each PyTorch module to ONNX with every tensor named, and check it against PyTorch."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from swaptron.export.specs import ModelSpec
+
+OPSET = 17
+FINGERPRINT_KEY = "swaptron_fingerprint"
+
+
+def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
+    """Axis 0 of every tensor is the batch; -1 dims (frame height/width) are dynamic too."""
+    axes: dict[str, dict[int, str]] = {}
+    for tensor in (*spec.inputs, *spec.outputs):
+        names = {0: "batch"}
+        for position, size in enumerate(tensor.dims, start=1):
+            if size == -1:
+                names[position] = ("height", "width")[position - 1] if position <= 2 else "dim"
+        axes[tensor.name] = names
+    return axes
+
+
+def to_onnx(module: torch.nn.Module, spec: ModelSpec, example: dict[str, np.ndarray],
+            fingerprint: str) -> onnx.ModelProto:
+    """Trace the module on example inputs into an ONNX model with the spec's tensor names."""
+    args = tuple(torch.from_numpy(np.ascontiguousarray(example[name]))
+                 for name in spec.input_names())
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
+        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET,
+                          input_names=spec.input_names(), output_names=spec.output_names(),
+                          dynamic_axes=dynamic_axes(spec), do_constant_folding=True)
+    model = onnx.load_from_string(buffer.getvalue())
+    model.doc_string = spec.description
+    onnx.helper.set_model_props(model, {FINGERPRINT_KEY: fingerprint, "model": spec.name})
+    onnx.checker.check_model(model)
+    return model
+
+
+def stored_fingerprint(path: Path) -> str | None:
+    """Fingerprint recorded in an exported ONNX file, None when absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (onnx.onnx_cpp2py_export.checker.ValidationError, OSError, ValueError):
+        return None
+    props = {p.key: p.value for p in model.metadata_props}
+    return props.get(FINGERPRINT_KEY)
+
+
+def fingerprint(parts: dict[str, object], files: list[Path]) -> str:
+    """sha256 over options and the bytes of the files a graph is made from."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    for path in sorted(files):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    """A CPU ONNX Runtime session for an exported graph."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def max_difference(path: Path, module: torch.nn.Module, spec: ModelSpec,
+                   inputs: dict[str, np.ndarray]) -> dict[str, float]:
+    """Largest absolute difference per output between ONNX Runtime and PyTorch."""
+    runtime = session(path)
+    feeds = {name: inputs[name] for name in spec.input_names()}
+    onnx_outputs = runtime.run(spec.output_names(), feeds)
+    with torch.no_grad():
+        torch_outputs = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n]))
+                                 for n in spec.input_names()))
+    if isinstance(torch_outputs, torch.Tensor):
+        torch_outputs = (torch_outputs,)
+    return {name: float(np.abs(a.astype(np.float64) - b.numpy().astype(np.float64)).max())
+            for name, a, b in zip(spec.output_names(), onnx_outputs, torch_outputs, strict=True)}
+
+
+def operator_types(path: Path) -> set[str]:
+    """Every op type used in an ONNX graph."""
+    return {node.op_type for node in onnx.load(str(path)).graph.node}

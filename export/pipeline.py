@@ -1,0 +1,92 @@
+"""Build the three PyTorch modules of the pipeline and run them on frames (the eager reference)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from swaptron import assets
+from swaptron.export.autoencoder import PRESETS, FaceAutoencoder
+from swaptron.export.detector import DetectorOptions, FaceDetector
+from swaptron.export.face_template import load_template
+from swaptron.export.landmarker import FaceLandmarker
+from swaptron.export.specs import DIRECTIONS
+from swaptron.export.swapper import BlendOptions, FaceSwapper
+
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "megamind" / "autoencoder.safetensors"
+RANDOM_SEED = 0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What the exported graphs are built from."""
+
+    max_faces: int = 2
+    weights: Path | None = None  # autoencoder safetensors; None: the demo weights if present
+    direction: str = "a2b"
+    preset: str = "lite"  # used only when there are no weights (random initialisation)
+    face_size: int | None = None  # only with random weights: overrides the preset's S
+
+    def weights_file(self) -> Path | None:
+        """The autoencoder weights to load, None for a randomly initialised autoencoder."""
+        if self.weights is not None:
+            return self.weights
+        return DEMO_WEIGHTS if DEMO_WEIGHTS.is_file() else None
+
+
+@dataclass
+class Pipeline:
+    """The detector, landmarker and swapper modules, in eval mode."""
+
+    detector: FaceDetector
+    landmarker: FaceLandmarker
+    swapper: FaceSwapper
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Modules by model name."""
+        return {"detector": self.detector, "landmarker": self.landmarker, "swapper": self.swapper}
+
+    @torch.no_grad()
+    def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """Every tensor of the ensemble for uint8 BGR frames [B,H,W,3]."""
+        frame = torch.from_numpy(np.ascontiguousarray(frames))
+        faces, keypoints = self.detector(frame)
+        landmarks, presence = self.landmarker(frame, faces, keypoints)
+        swapped = self.swapper(frame, landmarks, presence)
+        return {"FRAME": frames, "FACES": faces.numpy(), "KEYPOINTS": keypoints.numpy(),
+                "LANDMARKS": landmarks.numpy(), "PRESENCE": presence.numpy(),
+                "SWAPPED": swapped.numpy()}
+
+
+def load_autoencoder(options: PipelineOptions) -> FaceAutoencoder:
+    """The trained autoencoder, or a seeded random one (with a warning) when none exists."""
+    weights = options.weights_file()
+    if weights is not None:
+        if not weights.is_file():
+            raise FileNotFoundError(f"autoencoder weights {weights} do not exist")
+        return FaceAutoencoder.load(weights)
+    log.warning("no trained autoencoder weights: using random weights (run `swaptron train`)")
+    torch.manual_seed(RANDOM_SEED)
+    preset = PRESETS[options.preset]
+    if options.face_size is not None and options.face_size != preset.face_size:
+        preset = type(preset)(**{**preset.__dict__, "face_size": options.face_size})
+    return FaceAutoencoder(preset)
+
+
+def build_pipeline(options: PipelineOptions) -> Pipeline:
+    """Load weights and build the three modules."""
+    if options.direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {options.direction}")
+    detector = FaceDetector(assets.tflite_path(assets.DETECTOR_TFLITE),
+                            DetectorOptions(max_faces=options.max_faces))
+    landmarker = FaceLandmarker(assets.tflite_path(assets.LANDMARKER_TFLITE))
+    autoencoder = load_autoencoder(options)
+    swapper = FaceSwapper(autoencoder, DIRECTIONS[options.direction], load_template(),
+                          BlendOptions())
+    return Pipeline(detector.eval(), landmarker.eval(), swapper.eval())

@@ -1,0 +1,178 @@
+"""Swapper graph: align each face, swap it through the autoencoder, blend it back into the frame.
+
+Inputs `FRAME` uint8 [B,H,W,3] BGR, `LANDMARKS` [B,K,468,2] and `PRESENCE` [B,K] from the
+landmarker. Output `SWAPPED` uint8 [B,H,W,3]. Per face slot: a least-squares similarity from rigid
+landmarks to the template, a warp to SxS, encoder and the target identity's decoder, a feathered
+mask from the face outline, mean/std colour transfer inside the mask, and an inverse warp into a
+window around the face only. Pixels outside every window are copied unchanged; slots whose
+presence is below the threshold change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from swaptron.export.autoencoder import FaceAutoencoder
+from swaptron.export.face_template import FACE_OVAL, RIGID_POINTS
+from swaptron.export.geometry import (
+    apply_affine,
+    frame_to_planar,
+    invert_similarity,
+    pixel_centres,
+    sample_affine,
+    scatter_rows,
+    select_rows,
+    similarity_fit,
+)
+
+
+@dataclass(frozen=True)
+class BlendOptions:
+    """How the swapped face is blended (fractions of the face size S unless noted)."""
+
+    presence_threshold: float = 0.5
+    feather: float = 0.10
+    erode: float = 0.02
+    std_ratio_limits: tuple[float, float] = (0.5, 2.0)
+    use_learned_mask: bool = False
+    window_step: int = 16  # window sides are rounded up to a multiple of this many pixels
+
+
+def alignment(landmarks: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """Similarity [B,K,2,3] taking frame pixels to aligned-face pixels (rigid landmarks fit)."""
+    rigid = list(RIGID_POINTS)
+    return similarity_fit(landmarks[:, :, rigid], template[rigid])
+
+
+def outline_mask(outline: torch.Tensor, face_size: int, feather: float, erode: float
+                 ) -> torch.Tensor:
+    """Feathered mask [B,K,S,S] inside a convex outline [B,K,N,2] given in aligned pixels.
+
+    The signed distance to the polygon is the smallest distance to its edges' half-planes; the
+    mask ramps from 0 at `erode` inside the edge to 1 at `erode + feather`, and also fades out at
+    the crop border, where the aligned face ends.
+    """
+    start = outline
+    edge = torch.roll(outline, shifts=-1, dims=-2) - start
+    area2 = (start[..., 0] * (start[..., 1] + edge[..., 1])
+             - (start[..., 0] + edge[..., 0]) * start[..., 1]).sum(dim=-1)
+    orientation = torch.where(area2 >= 0, torch.ones_like(area2), -torch.ones_like(area2))
+    normal = torch.stack([-edge[..., 1], edge[..., 0]], dim=-1)
+    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    normal = normal * orientation.unsqueeze(-1).unsqueeze(-1)
+    points = pixel_centres(face_size, face_size)[:, 0:2]  # [S*S,2]
+    offset = (normal * start).sum(dim=-1)  # [B,K,N]
+    distance = torch.matmul(normal, points.t()) - offset.unsqueeze(-1)  # [B,K,N,S*S]
+    inside = distance.amin(dim=-2)
+    border = torch.minimum(points, face_size - points).amin(dim=-1)
+    inside = torch.minimum(inside, border)
+    ramp = ((inside - erode * face_size) / (feather * face_size)).clamp(0.0, 1.0)
+    return ramp.reshape(*outline.shape[:2], face_size, face_size)
+
+
+def transfer_colour(generated: torch.Tensor, original: torch.Tensor, mask: torch.Tensor,
+                    limits: tuple[float, float]) -> torch.Tensor:
+    """Give `generated` the per-channel mean and std of `original` inside the mask.
+
+    generated, original [N,3,S,S]; mask [N,1,S,S].
+    """
+    weight = mask.sum(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+
+    def moments(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (image * mask).sum(dim=(2, 3), keepdim=True) / weight
+        variance = (((image - mean) ** 2) * mask).sum(dim=(2, 3), keepdim=True) / weight
+        return mean, torch.sqrt(variance + 1e-6)
+
+    generated_mean, generated_std = moments(generated)
+    original_mean, original_std = moments(original)
+    ratio = (original_std / generated_std).clamp(*limits)
+    return ((generated - generated_mean) * ratio + original_mean).clamp(0.0, 1.0)
+
+
+class FaceSwapper(nn.Module):
+    """Frame + landmarks -> frame with every present face replaced by the target identity."""
+
+    def __init__(self, autoencoder: FaceAutoencoder, target: str, template: np.ndarray,
+                 options: BlendOptions | None = None) -> None:
+        super().__init__()
+        self.encoder = autoencoder.encoder
+        self.decoder = autoencoder.decoders[target]
+        self.face_size = autoencoder.preset.face_size
+        self.options = options or BlendOptions()
+        self.register_buffer("template", torch.from_numpy(template * self.face_size).float(),
+                             persistent=False)
+
+    def swap_faces(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Aligned faces [N,3,S,S] in [0,1] -> target identity faces and mask probabilities."""
+        generated, mask_logit = self.decoder(self.encoder(faces))
+        return generated, torch.sigmoid(mask_logit)
+
+    def forward(self, frame: torch.Tensor, landmarks: torch.Tensor, presence: torch.Tensor
+                ) -> torch.Tensor:
+        """-> SWAPPED uint8 [B,H,W,3]."""
+        options, size = self.options, self.face_size
+        batch, slots = landmarks.shape[0], landmarks.shape[1]
+        valid = (presence > options.presence_threshold).to(torch.float32)
+        to_face = alignment(landmarks, self.template)
+        planar = frame_to_planar(frame)
+        originals = sample_affine(planar, invert_similarity(to_face), size, size) / 255.0
+        kept, rows = select_rows(originals, valid.reshape(-1) > 0)
+        generated, learned_mask = self.swap_faces(kept)
+        generated = scatter_rows(generated, rows, batch * slots)
+        learned_mask = scatter_rows(learned_mask, rows, batch * slots)
+        outline = landmarks[:, :, list(FACE_OVAL)]
+        mask = outline_mask(apply_affine(outline, to_face), size, options.feather, options.erode)
+        mask = mask.reshape(batch * slots, 1, size, size) * valid.reshape(-1, 1, 1, 1)
+        if options.use_learned_mask:
+            mask = mask * learned_mask
+        generated = transfer_colour(generated, originals, mask, options.std_ratio_limits)
+        layers = torch.cat([generated * 255.0, mask], dim=1).reshape(batch, slots, 4, size, size)
+        blended = self.composite(planar, layers, outline, to_face, valid)
+        return blended.permute(0, 2, 3, 1).to(torch.uint8)
+
+    def composite(self, planar: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,
+                  to_face: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Warp each slot's face and mask back into a window around it and blend, slot by slot.
+
+        planar [B,3,H,W] float frame; layers [B,K,4,S,S] (BGR 0..255 and mask). A slot's windows
+        share one side L (its largest face's, rounded up; tiny when the slot is empty in every
+        frame), each placed over its face and shifted to lie inside the frame. Window pixels are
+        gathered, blended, rounded and scattered back; every other pixel keeps its exact value.
+        """
+        batch, height, width = planar.shape[0], planar.shape[2], planar.shape[3]
+        size_hw = torch._shape_as_tensor(planar)[2:4]
+        pixels = planar.reshape(batch, 3, -1)
+        margin = 2.0
+        low = torch.floor(outline.amin(dim=-2) - margin)  # [B,K,2] (x, y)
+        high = torch.ceil(outline.amax(dim=-2) + margin)
+        extent = ((high - low).amax(dim=-1) * valid).amax(dim=0)  # [K]: largest face per slot
+        step = float(self.options.window_step)
+        sides = (torch.ceil(extent / step).clamp_min(1.0) * step).to(torch.int64)
+        sides = torch.minimum(sides, size_hw.amin())
+        for slot in range(layers.shape[1]):
+            side = sides[slot]
+            span = torch.arange(side, dtype=torch.float32)
+            limit = (size_hw.flip(0) - side).to(torch.float32)  # largest origin (x, y)
+            origin = torch.minimum(low[:, slot].clamp_min(0.0), limit)  # [B,2]
+            xs = (origin[:, 0:1] + span).unsqueeze(1)  # [B,1,L]
+            ys = (origin[:, 1:2] + span).unsqueeze(2)  # [B,L,1]
+            matrix = to_face[:, slot] / self.face_size * 2.0  # to GridSample units
+            coefficient = matrix.reshape(batch, 6, 1, 1)
+            grid_x = (coefficient[:, 0] * (xs + 0.5) + coefficient[:, 1] * (ys + 0.5)
+                      + coefficient[:, 2] - 1.0)
+            grid_y = (coefficient[:, 3] * (xs + 0.5) + coefficient[:, 4] * (ys + 0.5)
+                      + coefficient[:, 5] - 1.0)
+            grid = torch.stack([grid_x, grid_y], dim=-1)  # [B,L,L,2]
+            warped = F.grid_sample(layers[:, slot], grid, mode="bilinear", padding_mode="zeros",
+                                   align_corners=False).reshape(batch, 4, -1)
+            index = (ys * width + xs).to(torch.int64).reshape(batch, 1, -1).expand(-1, 3, -1)
+            original = torch.gather(pixels, 2, index)  # [B,3,L*L]
+            alpha = warped[:, 3:4]
+            blended = (original + alpha * (warped[:, 0:3] - original)).round().clamp(0.0, 255.0)
+            pixels = pixels.scatter(2, index, blended)
+        return pixels.reshape(batch, 3, height, width)

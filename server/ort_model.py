@@ -1,0 +1,113 @@
+"""Generic Triton Python-backend model that serves one ONNX graph with ONNX Runtime.
+
+Every network of the `python-ort` repository uses this class (its `1/model.py` imports it); the
+model's `config.pbtxt` parameters say which file to load and how many threads to use. Requests
+the dynamic batcher groups together run as one ONNX Runtime call. A request with a bad frame gets
+an error naming the problem while the rest of the batch is served.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+
+ORT_ERRORS = (Fail, InvalidArgument, RuntimeException)
+
+
+def config_parameters(config: dict[str, Any]) -> dict[str, str]:
+    """`parameters { key: ... value { string_value: ... } }` of a model config as a dict."""
+    return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
+
+def frame_problem(name: str, frame: np.ndarray, limits: dict[str, int]) -> str | None:
+    """Why a batched frame tensor [B,H,W,3] cannot be served, or None when it can."""
+    if frame.ndim != 4 or frame.shape[3] != 3:
+        return f"{name} must be [H, W, 3] BGR per frame, got {list(frame.shape[1:])}"
+    height, width = frame.shape[1], frame.shape[2]
+    low, high, most = limits["min_side"], limits["max_side"], limits["max_pixels"]
+    if min(height, width) < low or max(height, width) > high or height * width > most:
+        return (f"{name} is {width}x{height} pixels; frames must have sides between {low} and "
+                f"{high} and at most {most} pixels (1920x1080)")
+    return None
+
+
+class TritonPythonModel:
+    """Hosts one ONNX Runtime session built once in `initialize`."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Build the session from the `onnx_file` parameter of the model config."""
+        config = json.loads(args["model_config"])
+        parameters = config_parameters(config)
+        self.model_name = args["model_name"]
+        folder = Path(args["model_repository"]) / args["model_version"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(parameters.get("intra_op_threads", "1"))
+        options.inter_op_num_threads = int(parameters.get("inter_op_threads", "1"))
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(folder / parameters["onnx_file"]), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = [spec["name"] for spec in config["input"]]
+        self.output_names = [spec["name"] for spec in config["output"]]
+        self.output_types = {spec["name"]: pb_utils.triton_string_to_numpy(spec["data_type"])
+                             for spec in config["output"]}
+        self.frame_input = parameters.get("frame_input")
+        self.frame_limits = {key: int(parameters[f"frame_{key}"])
+                             for key in ("min_side", "max_side", "max_pixels")
+                             if f"frame_{key}" in parameters}
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Validate each request, run same-shaped requests as one batch, split the answers."""
+        responses: list[Any] = [None] * len(requests)
+        groups: dict[tuple[tuple[int, ...], ...], list[tuple[int, dict[str, np.ndarray]]]] = (
+            defaultdict(list))
+        for position, request in enumerate(requests):
+            arrays = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+                      for name in self.input_names}
+            problem = self.check(arrays)
+            if problem is not None:
+                responses[position] = pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                    f"{self.model_name}: {problem}", pb_utils.TritonError.INVALID_ARG))
+                continue
+            key = tuple(arrays[name].shape[1:] for name in self.input_names)
+            groups[key].append((position, arrays))
+        for members in groups.values():
+            self.run_group(members, responses)
+        return responses
+
+    def check(self, arrays: dict[str, np.ndarray]) -> str | None:
+        """The problem with a request's inputs, if any."""
+        if self.frame_input is None or not self.frame_limits:
+            return None
+        return frame_problem(self.frame_input, arrays[self.frame_input], self.frame_limits)
+
+    def run_group(self, members: list[tuple[int, dict[str, np.ndarray]]],
+                  responses: list[Any]) -> None:
+        """One ONNX Runtime call for requests of one shape; fills their responses."""
+        feeds = {name: np.concatenate([arrays[name] for _, arrays in members])
+                 if len(members) > 1 else members[0][1][name] for name in self.input_names}
+        try:
+            results = self.session.run(self.output_names, feeds)
+        except ORT_ERRORS as error:
+            failure = pb_utils.TritonError(f"{self.model_name}: inference failed: {error}")
+            for position, _ in members:
+                responses[position] = pb_utils.InferenceResponse(error=failure)
+            return
+        start = 0
+        for position, arrays in members:
+            count = arrays[self.input_names[0]].shape[0]
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(
+                           value[start:start + count], dtype=self.output_types[name]))
+                       for name, value in zip(self.output_names, results, strict=True)]
+            responses[position] = pb_utils.InferenceResponse(output_tensors=tensors)
+            start += count
+
+    def finalize(self) -> None:
+        """Release the session."""
+        self.session = None
