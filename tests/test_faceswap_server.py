@@ -41,8 +41,8 @@ def test_a_face_is_changed_and_the_rest_is_kept(faceswap_server: TritonServer,
     assert (inner > 3).mean() > 0.5  # the face itself changed
     margin = 0.5 * max(x2 - x1, y2 - y1)
     outside = np.ones_like(difference, dtype=bool)
-    outside[max(0, int(y1 - margin)):int(y2 + margin), max(0, int(x1 - margin)):int(x2 + margin)] = (
-        False)
+    top, left = max(0, int(y1 - margin)), max(0, int(x1 - margin))
+    outside[top:int(y2 + margin), left:int(x2 + margin)] = False
     assert difference[outside].max() <= 1
 
 

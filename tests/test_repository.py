@@ -96,7 +96,7 @@ def test_every_target_generates_parsable_configs_with_a_valid_ensemble(target: s
 
 def parse_text(text: str) -> mc.ModelConfig:
     """Parse config text the way Triton does."""
-    from google.protobuf import text_format  # noqa: PLC0415
+    from google.protobuf import text_format
 
     return text_format.Parse(text, mc.ModelConfig())
 
@@ -114,7 +114,7 @@ def test_exported_repository_is_complete(exported_repository: Path) -> None:
 
 
 def test_graph_tensors_are_named_as_the_configs(exported_repository: Path) -> None:
-    import onnx  # noqa: PLC0415
+    import onnx
 
     for name, spec in model_specs(2).items():
         graph = onnx.load(str(exported_repository / name / "1" / "model.onnx")).graph
