@@ -61,6 +61,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Extract aligned faces for training."""
+    from swaptron.export.train_cli import run_extract
+
+    return run_extract(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the swap autoencoder."""
+    from swaptron.export.train_cli import run_train
+
+    return run_train(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Measure a trained autoencoder and write its card."""
+    from swaptron.export.train_cli import run_evaluate
+
+    return run_evaluate(args)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """Stream frames through the ensemble."""
+    from swaptron.client.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="swaptron", description=__doc__)
@@ -78,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     from swaptron.export.cli import add_arguments as export_arguments
 
     export_arguments(add("export", cmd_export, "export the models to ONNX and a Triton repository"))
+    from swaptron.export import train_cli
+
+    train_cli.add_extract_arguments(add("extract", cmd_extract,
+                                        "aligned face datasets from a video or image folder"))
+    train_cli.add_train_arguments(add("train", cmd_train, "train the swap autoencoder"))
+    from swaptron.client.cli import add_arguments as stream_arguments
+
+    stream_arguments(add("stream", cmd_stream, "stream a camera, video or image folder through "
+                         "the ensemble and measure FPS and latency"))
+    train_cli.add_evaluate_arguments(add("evaluate", cmd_evaluate,
+                                         "quality card of trained weights on held-out faces"))
     return parser
 
 

@@ -1,0 +1,147 @@
+"""Per-frame timings and the stream report (each frame ends received, dropped or failed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+STATUSES = ("received", "dropped", "failed")
+
+
+@dataclass
+class FrameTiming:
+    """One frame's life, in seconds since the stream started."""
+
+    index: int
+    status: str = "captured"
+    capture: float = math.nan
+    send: float = math.nan
+    receive: float = math.nan
+    error: str | None = None
+
+
+@dataclass
+class StreamMetrics:
+    """Timings of every frame, plus what the server says about its side."""
+
+    origin: float  # time.monotonic() at start
+    frames: dict[int, FrameTiming] = field(default_factory=dict)
+    server: dict[str, object] = field(default_factory=dict)
+    reconnects: int = 0
+
+    def captured(self, index: int, at: float) -> None:
+        """A frame left the source."""
+        self.frames[index] = FrameTiming(index, "captured", capture=at - self.origin)
+
+    def sent(self, index: int, at: float) -> None:
+        """A frame's request went out."""
+        self.frames[index].send = at - self.origin
+        self.frames[index].status = "sent"
+
+    def finish(self, index: int, status: str, at: float | None = None,
+               error: str | None = None) -> None:
+        """A frame came back, was dropped, or failed."""
+        timing = self.frames[index]
+        timing.status = status
+        if at is not None:
+            timing.receive = at - self.origin
+        timing.error = error
+
+    def count(self, status: str) -> int:
+        """Frames in a final status."""
+        return sum(1 for t in self.frames.values() if t.status == status)
+
+    def latencies_ms(self, start: str = "capture") -> np.ndarray:
+        """Milliseconds from capture (or send) to receive of every received frame."""
+        return np.array([(t.receive - getattr(t, start)) * 1000 for t in self.frames.values()
+                         if t.status == "received"])
+
+    def live(self, now: float, window_s: float = 2.0) -> tuple[float, float]:
+        """(fps, p95 latency ms) over the last seconds, for the live display."""
+        since = now - self.origin - window_s
+        recent = [t for t in self.frames.values() if t.status == "received" and t.receive > since]
+        if not recent:
+            return 0.0, math.nan
+        latency = [(t.receive - t.capture) * 1000 for t in recent]
+        return len(recent) / window_s, float(np.percentile(latency, 95))
+
+
+def summary(values: np.ndarray) -> dict[str, float]:
+    """p50/p95/p99/max/mean of a series (NaN when empty)."""
+    if len(values) == 0:
+        return {key: math.nan for key in ("p50", "p95", "p99", "max", "mean")}
+    return {"p50": round(float(np.percentile(values, 50)), 2),
+            "p95": round(float(np.percentile(values, 95)), 2),
+            "p99": round(float(np.percentile(values, 99)), 2),
+            "max": round(float(values.max()), 2), "mean": round(float(values.mean()), 2)}
+
+
+def build_report(metrics: StreamMetrics, settings: dict[str, object]) -> dict[str, object]:
+    """The report: counts, FPS, latency percentiles, server times and per-frame timings."""
+    timings = list(metrics.frames.values())
+    unfinished = [t for t in timings if t.status not in STATUSES]
+    for timing in unfinished:  # a stop in the middle: what was not answered failed
+        timing.status = "failed"
+        timing.error = timing.error or "stream stopped before an answer"
+    received = [t for t in timings if t.status == "received"]
+    if received:
+        span = max(t.receive for t in received) - min(t.capture for t in timings)
+        fps = len(received) / span if span > 0 else math.nan
+    else:
+        fps = 0.0
+    return {
+        **settings,
+        "frames_captured": len(timings),
+        "frames_sent": sum(1 for t in timings if not math.isnan(t.send)),
+        "frames_received": len(received),
+        "frames_dropped": metrics.count("dropped"),
+        "frames_failed": metrics.count("failed"),
+        "reconnects": metrics.reconnects,
+        "fps": round(fps, 2),
+        "latency_ms": summary(metrics.latencies_ms("capture")),
+        "round_trip_ms": summary(metrics.latencies_ms("send")),
+        "server": metrics.server,
+        "frames": [asdict(t) for t in sorted(timings, key=lambda t: t.index)],
+    }
+
+
+def format_table(report: dict[str, object]) -> str:
+    """Human-readable summary of a report."""
+    latency = report["latency_ms"]
+    trip = report["round_trip_ms"]
+    lines = [
+        f"mode {report.get('mode')}  source {report.get('source')}  url {report.get('url')}",
+        f"frames  captured {report['frames_captured']}  sent {report['frames_sent']}  "
+        f"received {report['frames_received']}  dropped {report['frames_dropped']}  "
+        f"failed {report['frames_failed']}  reconnects {report['reconnects']}",
+        f"fps     {report['fps']}",
+        f"latency capture->receive ms  p50 {latency['p50']}  p95 {latency['p95']}  "  # type: ignore[index]
+        f"p99 {latency['p99']}  max {latency['max']}",  # type: ignore[index]
+        f"        send->receive ms     p50 {trip['p50']}  p95 {trip['p95']}  "  # type: ignore[index]
+        f"p99 {trip['p99']}  max {trip['max']}",  # type: ignore[index]
+    ]
+    server = report.get("server") or {}
+    if isinstance(server, dict) and server.get("models"):
+        parts = [f"{name} {times['queue_ms']}+{times['compute_ms']}"
+                 for name, times in server["models"].items()]
+        lines.append(f"server  per frame ms (queue+compute): {'  '.join(parts)}")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, object], path: Path) -> None:
+    """Save the report as JSON (NaN written as null)."""
+    def clean(value: object) -> object:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(report), indent=1) + "\n")

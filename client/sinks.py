@@ -1,0 +1,148 @@
+"""Where swapped frames go: a video file, a window, a virtual camera.
+
+Answers can arrive out of order; the video sink writes frames in capture order and skips the
+frames that were dropped or failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import numpy as np
+
+DISPLAY_WIDTH = 1280
+
+
+class SinkError(RuntimeError):
+    """A sink cannot be opened; the message says why."""
+
+
+class VideoSink:
+    """Writes received frames in capture order: to a video file (.mp4, .avi), or as lossless
+    `<index>.png` files when the path has no suffix (a folder)."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self.folder = path.suffix == ""
+        self._writer: cv2.VideoWriter | None = None
+        self._pending: dict[int, np.ndarray | None] = {}
+        self._next = 0
+        self.written = 0
+
+    def put(self, index: int, frame: np.ndarray | None) -> None:
+        """Hand over frame `index` (None when it was dropped or failed)."""
+        self._pending[index] = frame
+        while self._next in self._pending:
+            ready = self._pending.pop(self._next)
+            if ready is not None:
+                self._write(self._next, ready)
+            self._next += 1
+
+    def _write(self, index: int, frame: np.ndarray) -> None:
+        if self.folder:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(self.path / f"{index:06d}.png"), frame):
+                raise SinkError(f"cannot write frames into {self.path}")
+            self.written += 1
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix == ".mp4" else "MJPG"))
+            height, width = frame.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise SinkError(f"cannot write video {self.path}")
+        self._writer.write(frame)
+        self.written += 1
+
+    def close(self) -> None:
+        """Flush what is left in order and close the file."""
+        for index in sorted(self._pending):
+            frame = self._pending.pop(index)
+            if frame is not None:
+                self._write(index, frame)
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class DisplaySink:
+    """A Tk window with input and output side by side and the live FPS and latency."""
+
+    def __init__(self, title: str) -> None:
+        import tkinter
+
+        self._tk = tkinter
+        self.root = tkinter.Tk()
+        self.root.title(title)
+        self.label = tkinter.Label(self.root)
+        self.label.pack()
+        self.closed = False
+        self.root.protocol("WM_DELETE_WINDOW", self._close_requested)
+        self._image: object | None = None
+
+    def _close_requested(self) -> None:
+        self.closed = True
+
+    def show(self, original: np.ndarray, swapped: np.ndarray, status: str) -> None:
+        """Draw one pair of frames with a status line."""
+        pair = np.hstack([original, swapped])
+        scale = min(1.0, DISPLAY_WIDTH / pair.shape[1])
+        if scale < 1.0:
+            pair = cv2.resize(pair, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        cv2.putText(pair, status, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2)
+        rgb = cv2.cvtColor(pair, cv2.COLOR_BGR2RGB)
+        header = f"P6 {rgb.shape[1]} {rgb.shape[0]} 255 ".encode()
+        self._image = self._tk.PhotoImage(data=header + rgb.tobytes(), format="PPM")
+        self.label.configure(image=self._image)
+        self.pump()
+
+    def pump(self) -> None:
+        """Let Tk process window events."""
+        with contextlib.suppress(self._tk.TclError):
+            self.root.update()
+
+    def close(self) -> None:
+        """Close the window."""
+        with contextlib.suppress(self._tk.TclError):
+            self.root.destroy()
+
+
+class VirtualCameraSink:
+    """Sends swapped frames to a virtual camera (pyvirtualcam, optional extra `virtualcam`)."""
+
+    def __init__(self, width: int, height: int, fps: float) -> None:
+        module = load_pyvirtualcam()
+        try:
+            self.camera = module.Camera(width=width, height=height, fps=fps)
+        except RuntimeError as error:
+            raise SinkError(f"no virtual camera device: {error}") from error
+
+    def put(self, frame: np.ndarray) -> None:
+        """Send one BGR frame."""
+        self.camera.send(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+    def close(self) -> None:
+        """Release the device."""
+        self.camera.close()
+
+
+def load_pyvirtualcam() -> ModuleType:
+    """Import pyvirtualcam or explain how to get it."""
+    if importlib.util.find_spec("pyvirtualcam") is None:
+        raise SinkError("virtual camera needs pyvirtualcam: pip install 'swaptron[virtualcam]' "
+                        "(and v4l2loopback on Linux)")
+    import pyvirtualcam
+
+    return pyvirtualcam
+
+
+def display_available() -> bool:
+    """True when a window can be opened (an X display and Tk)."""
+    return bool(os.environ.get("DISPLAY")) and importlib.util.find_spec("tkinter") is not None

@@ -1,0 +1,370 @@
+"""`swaptron stream`: frames to the ensemble over async gRPC and back, with trustworthy timings.
+
+Pipelined mode keeps a bounded window of frames in flight on one bidirectional stream. When the
+window is full, the newest captured frame waits in a one-frame mailbox and a newer one replaces
+it (the older is dropped), so no queue builds up and latency stays short. Serial mode is the
+prototype's way: one blocking request per frame. A lost server is waited for with backoff; the
+frames it held are counted as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
+from swaptron.client.metrics import StreamMetrics
+from swaptron.client.shm import ShmRing
+from swaptron.client.sinks import DisplaySink, VideoSink, VirtualCameraSink
+from swaptron.client.sources import Captured, FrameSource
+
+CONNECTION_ERRORS = (InferenceServerException, grpc.RpcError, ConnectionError)
+UNAVAILABLE_STATUSES = ("StatusCode.UNAVAILABLE", "StatusCode.CANCELLED",
+                        "StatusCode.DEADLINE_EXCEEDED", "StatusCode.UNKNOWN",
+                        "StatusCode.INTERNAL")
+DRAIN_TIMEOUT_S = 10.0
+
+
+class StreamError(RuntimeError):
+    """The stream cannot go on (server unreachable); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Where to send frames and how."""
+
+    url: str = "127.0.0.1:8001"
+    model: str = "faceswap"
+    mode: str = "stream"  # "stream" (pipelined) or "serial" (one blocking request per frame)
+    max_inflight: int = 2
+    shm: bool = False
+    connect_timeout_s: float = 30.0
+    reconnect_timeout_s: float = 30.0
+    live: bool = True
+
+
+class Mailbox:
+    """The newest captured frame not yet sent; `None` marks the end of the source."""
+
+    def __init__(self) -> None:
+        self._item: Captured | None = None
+        self._closed = False
+        self._changed = asyncio.Condition()
+
+    async def offer(self, item: Captured) -> Captured | None:
+        """Put a frame, replacing (and returning) one still waiting."""
+        async with self._changed:
+            replaced, self._item = self._item, item
+            self._changed.notify_all()
+            return replaced
+
+    async def put(self, item: Captured) -> None:
+        """Put a frame once the previous one was taken (no drops: backpressure)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._item is None)
+            self._item = item
+            self._changed.notify_all()
+
+    async def take(self) -> Captured | None:
+        """Wait for a frame; None once the source ended and nothing is left."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._item is not None or self._closed)
+            item, self._item = self._item, None
+            self._changed.notify_all()
+            return item
+
+    async def close(self) -> None:
+        """No more frames will come; a waiting frame is still handed out."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+class Delivery:
+    """Records each frame's fate and hands received frames to the sinks."""
+
+    def __init__(self, metrics: StreamMetrics, video: VideoSink | None,
+                 display: DisplaySink | None, camera: VirtualCameraSink | None) -> None:
+        self.metrics = metrics
+        self.video = video
+        self.display = display
+        self.camera = camera
+
+    def captured(self, item: Captured) -> None:
+        """A frame left the source."""
+        self.metrics.captured(item.index, item.capture_time)
+
+    def sent(self, item: Captured) -> None:
+        """A frame's request went out."""
+        self.metrics.sent(item.index, time.monotonic())
+
+    def received(self, item: Captured, swapped: np.ndarray) -> None:
+        """A swapped frame came back."""
+        self.metrics.finish(item.index, "received", time.monotonic())
+        if self.video is not None:
+            self.video.put(item.index, swapped)
+        if self.camera is not None:
+            self.camera.put(swapped)
+        if self.display is not None:
+            fps, p95 = self.metrics.live(time.monotonic())
+            self.display.show(item.frame, swapped, f"{fps:.1f} fps  p95 {p95:.0f} ms")
+
+    def lost(self, item: Captured, status: str, error: str | None = None) -> None:
+        """A frame was dropped (replaced by a newer one) or failed."""
+        self.metrics.finish(item.index, status, error=error)
+        if self.video is not None:
+            self.video.put(item.index, None)
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True for errors that mean the server is gone rather than a bad request."""
+    if isinstance(error, InferenceServerException):
+        return error.status() in UNAVAILABLE_STATUSES or error.status() is None
+    return True
+
+
+async def wait_ready(client: aioclient.InferenceServerClient, model: str, url: str,
+                     timeout_s: float) -> None:
+    """Poll until the server and model are ready, with backoff; StreamError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    delay, last = 0.25, "no answer"
+    while True:
+        try:
+            if await client.is_server_ready(client_timeout=2.0) and await client.is_model_ready(
+                    model, client_timeout=2.0):
+                return
+            last = f"server up but model {model!r} not ready"
+        except CONNECTION_ERRORS as error:
+            last = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if time.monotonic() + delay > deadline:
+            raise StreamError(f"cannot reach Triton at {url} within {timeout_s:.0f} s ({last}): "
+                              "start it with `swaptron serve` or pass --url")
+        print(f"waiting for Triton at {url}: {last}; retrying in {delay:.1f} s",
+              file=sys.stderr, flush=True)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 4.0)
+
+
+class Streamer:
+    """One client run: capture, send, receive, report."""
+
+    def __init__(self, source: FrameSource, options: StreamOptions, delivery: Delivery) -> None:
+        self.source = source
+        self.options = options
+        self.delivery = delivery
+        self.mailbox = Mailbox()
+        self.stopping = asyncio.Event()
+        self.ring: ShmRing | None = None
+
+    async def capture(self) -> None:
+        """Read frames; paced sources replace waiting frames, others wait for room."""
+        try:
+            while not self.stopping.is_set():
+                item = await asyncio.to_thread(self.source.next)
+                if item is None:
+                    break
+                self.delivery.captured(item)
+                if self.source.paced:
+                    replaced = await self.mailbox.offer(item)
+                    if replaced is not None:
+                        self.delivery.lost(replaced, "dropped")
+                else:
+                    await self.mailbox.put(item)
+        finally:
+            await self.mailbox.close()
+
+    def build_request(self, item: Captured, slot: int) -> tuple[
+            list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]:
+        """Inputs and outputs of one frame's request (through shared memory with --shm)."""
+        if self.ring is not None:
+            return self.ring.request(slot, item.frame)
+        tensor = grpcclient.InferInput("FRAME", [1, *item.frame.shape], "UINT8")
+        tensor.set_data_from_numpy(item.frame[None])
+        outputs = [grpcclient.InferRequestedOutput(n) for n in ("SWAPPED", "FACES")]
+        return [tensor], outputs
+
+    def swapped(self, result: grpcclient.InferResult, item: Captured, slot: int) -> np.ndarray:
+        """The swapped frame of a response."""
+        if self.ring is not None:
+            return self.ring.swapped(slot, item.frame.shape)
+        return result.as_numpy("SWAPPED")[0]
+
+    async def pipelined(self, client: aioclient.InferenceServerClient) -> None:
+        """Frames on one bidirectional stream with at most max_inflight waiting for answers."""
+        window = asyncio.Semaphore(self.options.max_inflight)
+        inflight: OrderedDict[str, tuple[Captured, int]] = OrderedDict()
+        free_slots = deque(range(self.options.max_inflight))
+
+        async def requests():
+            while True:
+                await window.acquire()
+                item = await self.mailbox.take()
+                if item is None:
+                    return
+                slot = free_slots.popleft()
+                if self.ring is not None:
+                    await self.ring.ensure(item.frame.nbytes)
+                inputs, outputs = self.build_request(item, slot)
+                inflight[str(item.index)] = (item, slot)
+                self.delivery.sent(item)
+                yield {"model_name": self.options.model, "inputs": inputs, "outputs": outputs,
+                       "request_id": str(item.index)}
+
+        responses = client.stream_infer(requests())
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    key = next(iter(inflight))
+                    item, slot = inflight.pop(key)
+                    self.delivery.lost(item, "failed", str(error))
+                else:
+                    item, slot = inflight.pop(result.get_response().id)
+                    self.delivery.received(item, self.swapped(result, item, slot))
+                free_slots.append(slot)
+                window.release()
+        finally:
+            for item, _ in inflight.values():
+                self.delivery.lost(item, "failed", "connection lost with the frame in flight")
+            inflight.clear()
+
+    async def serial(self, client: aioclient.InferenceServerClient) -> None:
+        """The prototype's way: one blocking request per frame, nothing else in flight."""
+        while True:
+            item = await self.mailbox.take()
+            if item is None:
+                return
+            if self.ring is not None:
+                await self.ring.ensure(item.frame.nbytes)
+            inputs, outputs = self.build_request(item, 0)
+            self.delivery.sent(item)
+            try:
+                result = await client.infer(self.options.model, inputs, outputs=outputs,
+                                            request_id=str(item.index))
+            except InferenceServerException as error:
+                self.delivery.lost(item, "failed", str(error))
+                if is_connection_error(error):
+                    raise
+                continue
+            self.delivery.received(item, self.swapped(result, item, 0))
+
+    async def live_status(self) -> None:
+        """Print FPS and p95 latency once a second."""
+        metrics = self.delivery.metrics
+        while True:
+            await asyncio.sleep(1.0)
+            fps, p95 = metrics.live(time.monotonic())
+            line = (f"\r{metrics.count('received')} received  {fps:5.1f} fps  "
+                    f"p95 {p95:6.1f} ms  dropped {metrics.count('dropped')}  "
+                    f"failed {metrics.count('failed')}")
+            print(line, end="", file=sys.stderr, flush=True)
+            if self.delivery.display is not None and self.delivery.display.closed:
+                self.stopping.set()
+
+    async def run(self) -> None:
+        """Connect, stream until the source ends or a stop signal, reconnecting when needed."""
+        options = self.options
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.stopping.set)
+        async with aioclient.InferenceServerClient(options.url) as client:
+            await wait_ready(client, options.model, options.url, options.connect_timeout_s)
+            if options.shm:
+                self.ring = ShmRing(client, max(1, options.max_inflight))
+            before = await server_statistics(client)
+            tasks = [asyncio.create_task(self.capture())]
+            if options.live:
+                tasks.append(asyncio.create_task(self.live_status()))
+            try:
+                await self.sessions(client)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if options.live:
+                    print(file=sys.stderr)
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    after = await server_statistics(client)
+                    self.delivery.metrics.server = statistics_delta(before, after)
+                if self.ring is not None:
+                    with contextlib.suppress(*CONNECTION_ERRORS):
+                        await self.ring.release()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    async def sessions(self, client: aioclient.InferenceServerClient) -> None:
+        """Run stream sessions until done; a lost connection starts a new one."""
+        session = self.pipelined if self.options.mode == "stream" else self.serial
+        while True:
+            work = asyncio.create_task(session(client))
+            stop = asyncio.create_task(self.stopping.wait())
+            done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:  # stop requested: stop capturing, let what is in flight finish
+                await self.mailbox.close()
+                with contextlib.suppress(asyncio.TimeoutError, *CONNECTION_ERRORS):
+                    await asyncio.wait_for(work, DRAIN_TIMEOUT_S)
+                return
+            stop.cancel()
+            error = work.exception()
+            if error is None:
+                return
+            if not isinstance(error, CONNECTION_ERRORS):
+                raise error
+            self.delivery.metrics.reconnects += 1
+            print(f"\nconnection to {self.options.url} lost ({first_line(error)}); reconnecting",
+                  file=sys.stderr, flush=True)
+            await wait_ready(client, self.options.model, self.options.url,
+                             self.options.reconnect_timeout_s)
+            if self.ring is not None:
+                await self.ring.reregister()
+
+
+def first_line(error: BaseException) -> str:
+    """First line of an error's text."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+async def server_statistics(client: aioclient.InferenceServerClient) -> dict[str, dict[str, int]]:
+    """Cumulative per-model counts and nanoseconds from Triton's statistics API."""
+    stats = await client.get_inference_statistics(as_json=True)
+    table = {}
+    for model in stats.get("model_stats", []):
+        inference = model.get("inference_stats", {})
+        table[model["name"]] = {
+            "count": int(inference.get("success", {}).get("count", 0)),
+            **{key: int(inference.get(key, {}).get("ns", 0))
+               for key in ("success", "queue", "compute_input", "compute_infer",
+                           "compute_output")}}
+    return table
+
+
+def statistics_delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+                     ) -> dict[str, object]:
+    """Mean server-side milliseconds per request during the run, per model."""
+    models = {}
+    for name, end in after.items():
+        start = before.get(name, {})
+        count = end["count"] - start.get("count", 0)
+        if count <= 0:
+            continue
+
+        def per_request(*keys: str, end: dict[str, int] = end, start: dict[str, int] = start,
+                        count: int = count) -> float:
+            total = sum(end[k] - start.get(k, 0) for k in keys)
+            return round(total / count / 1e6, 2)
+
+        models[name] = {"requests": count, "request_ms": per_request("success"),
+                        "queue_ms": per_request("queue"),
+                        "compute_ms": per_request("compute_input", "compute_infer",
+                                                  "compute_output")}
+    return {"models": models, "note": "means over every request the server saw during the run"}

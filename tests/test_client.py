@@ -1,0 +1,188 @@
+"""`swaptron stream` against a real server: counts, order, shared memory, faults, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from swaptron import assets
+from swaptron.server.launcher import TritonServer, free_ports
+
+pytestmark = pytest.mark.server
+
+
+def stream(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `swaptron stream` as a user would."""
+    return subprocess.run([sys.executable, "-m", "swaptron", "stream", "--no-display", "--quiet",
+                           *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    """Decode every frame of a video file."""
+    return assets.read_frames(path)
+
+
+def expected_swap(server: TritonServer, frame: np.ndarray) -> np.ndarray:
+    """The ensemble's answer for one frame, asked directly."""
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        tensor = grpcclient.InferInput("FRAME", [1, *frame.shape], "UINT8")
+        tensor.set_data_from_numpy(frame[None])
+        return client.infer("faceswap", [tensor]).as_numpy("SWAPPED")[0]
+
+
+def check_counts(report: dict) -> None:
+    """Every captured frame ended exactly once as received, dropped or failed."""
+    assert report["frames_captured"] == (report["frames_received"] + report["frames_dropped"]
+                                         + report["frames_failed"])
+    statuses = [frame["status"] for frame in report["frames"]]
+    assert len(statuses) == report["frames_captured"]
+    assert set(statuses) <= {"received", "dropped", "failed"}
+    assert [frame["index"] for frame in report["frames"]] == list(range(len(statuses)))
+
+
+def test_sixty_frames_come_back_in_order(faceswap_server: TritonServer,
+                                         megamind_frames: list[np.ndarray],
+                                         tmp_path: Path) -> None:
+    result = stream("--source", str(assets.demo_video()), "--frames", "60", "--url",
+                    faceswap_server.grpc_url, "--output", str(tmp_path / "frames"),
+                    "--report", str(tmp_path / "report.json"), "--max-inflight", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    check_counts(report)
+    assert report["frames_captured"] == 60 and report["frames_received"] == 60
+    assert report["fps"] > 0
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report[
+        "latency_ms"]["max"]
+    for frame in report["frames"]:
+        assert frame["capture"] <= frame["send"] < frame["receive"]
+    assert "faceswap" in report["server"]["models"]
+    written = sorted((tmp_path / "frames").glob("*.png"))
+    assert [p.stem for p in written] == [f"{i:06d}" for i in range(60)]
+    for index in (0, 17, 42, 59):
+        got = cv2.imread(str(written[index]))
+        want = expected_swap(faceswap_server, megamind_frames[index])
+        assert np.abs(got.astype(int) - want).max() <= 1, index
+    assert "fps" in result.stdout and "p95" in result.stdout
+
+
+def test_output_video_is_written_and_readable(faceswap_server: TritonServer,
+                                              tmp_path: Path) -> None:
+    video = tmp_path / "out.mp4"
+    result = stream("--source", str(assets.demo_video()), "--frames", "24", "--url",
+                    faceswap_server.grpc_url, "--output", str(video))
+    assert result.returncode == 0, result.stdout + result.stderr
+    frames = read_video(video)
+    assert len(frames) == 24
+    assert frames[0].shape == (528, 720, 3)
+
+
+def test_shared_memory_gives_the_same_frames(faceswap_server: TritonServer,
+                                             tmp_path: Path) -> None:
+    outputs = {}
+    for name, extra in (("grpc", ()), ("shm", ("--shm",))):
+        result = stream("--source", str(assets.demo_video()), "--frames", "20", "--url",
+                        faceswap_server.grpc_url, "--output", str(tmp_path / name),
+                        "--report", str(tmp_path / f"{name}.json"), *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs[name] = sorted((tmp_path / name).glob("*.png"))
+        assert json.loads((tmp_path / f"{name}.json").read_text())["frames_received"] == 20
+    assert len(outputs["grpc"]) == len(outputs["shm"]) == 20
+    for plain, shared in zip(outputs["grpc"], outputs["shm"], strict=True):
+        np.testing.assert_array_equal(cv2.imread(str(plain)), cv2.imread(str(shared)))
+    with grpcclient.InferenceServerClient(faceswap_server.grpc_url) as client:
+        assert client.get_system_shared_memory_status(as_json=True).get("regions", {}) == {}
+
+
+def test_serial_mode_sends_one_frame_at_a_time(faceswap_server: TritonServer,
+                                               tmp_path: Path) -> None:
+    result = stream("--source", str(assets.demo_video()), "--frames", "12", "--mode", "serial",
+                    "--url", faceswap_server.grpc_url, "--report", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    check_counts(report)
+    assert report["frames_received"] == 12
+    frames = report["frames"]
+    for earlier, later in zip(frames, frames[1:], strict=False):
+        assert later["send"] >= earlier["receive"]  # nothing overlaps
+
+
+def test_unreachable_server_gives_a_message_and_exit_code(tmp_path: Path) -> None:
+    port = free_ports().grpc
+    started = time.monotonic()
+    result = stream("--source", str(assets.demo_video()), "--url", f"127.0.0.1:{port}",
+                    "--connect-timeout", "3")
+    assert result.returncode == 2
+    assert f"cannot reach Triton at 127.0.0.1:{port}" in result.stdout
+    assert "swaptron serve" in result.stdout
+    assert "retrying" in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def start_stream(url: str, report: Path, *extra: str) -> subprocess.Popen[str]:
+    """A realtime, looping stream in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "swaptron", "stream", "--no-display", "--quiet", "--source",
+         str(assets.demo_video()), "--realtime", "--loop", "--url", url, "--report",
+         str(report), "--connect-timeout", "120", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_frames(server: TritonServer, count: int, timeout: float = 120) -> None:
+    """Until the server has answered `count` ensemble requests."""
+    deadline = time.monotonic() + timeout
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        while time.monotonic() < deadline:
+            stats = client.get_inference_statistics("faceswap", as_json=True)
+            done = int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
+            if done >= count:
+                return
+            time.sleep(0.2)
+    raise TimeoutError(f"fewer than {count} frames answered")
+
+
+def test_server_killed_and_restarted_mid_stream(exported_repository: Path,
+                                                tmp_path: Path) -> None:
+    ports = free_ports()
+    report = tmp_path / "report.json"
+    first = TritonServer(exported_repository, ports=ports, log_path=tmp_path / "first.log")
+    with first:
+        process = start_stream(first.grpc_url, report)
+        wait_for_frames(first, 20)
+        assert first.pid is not None
+        os.killpg(first.pid, signal.SIGKILL)  # the server dies with frames in flight
+    time.sleep(1.0)
+    with TritonServer(exported_repository, ports=ports, log_path=tmp_path / "second.log") as second:
+        wait_for_frames(second, 20)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stdout + stderr
+    data = json.loads(report.read_text())
+    check_counts(data)
+    assert data["reconnects"] >= 1
+    assert data["frames_failed"] >= 1
+    assert data["frames_received"] >= 40
+    assert "reconnecting" in stderr
+
+
+def test_ctrl_c_stops_cleanly_with_a_report(faceswap_server: TritonServer,
+                                            tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    process = start_stream(faceswap_server.grpc_url, report)
+    time.sleep(6)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stdout + stderr
+    data = json.loads(report.read_text())
+    check_counts(data)
+    assert data["frames_received"] > 10
+    assert "frames" in stdout and "latency" in stdout
