@@ -48,9 +48,10 @@ class FaceLandmarker(nn.Module):
         super().__init__()
         self.network = TfliteNetwork(tflite_file)
 
-    def forward(self, frame: torch.Tensor, faces: torch.Tensor, keypoints: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> LANDMARKS [B,K,468,2], PRESENCE [B,K]."""
+    def run_mesh(self, frame: torch.Tensor, faces: torch.Tensor, keypoints: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Crops through FaceMesh: raw mesh [B,K,468,3] in crop pixels, presence logits [B,K],
+        the crop-to-frame affine [B,K,2,3] and which slots hold a face [B,K]."""
         batch, slots = faces.shape[0], faces.shape[1]
         centre, side, direction = face_roi(faces, keypoints)
         matrix = rotated_rect_matrix(centre, side, direction, INPUT_SIZE)  # crop -> frame
@@ -60,7 +61,24 @@ class FaceLandmarker(nn.Module):
         mesh, presence_logit = self.network(rgb)
         mesh = scatter_rows(mesh.reshape(-1, NUM_LANDMARKS * 3), rows, batch * slots)
         presence_logit = scatter_rows(presence_logit.reshape(-1), rows, batch * slots)
-        points = mesh.reshape(batch, slots, NUM_LANDMARKS, 3)[..., 0:2]
-        landmarks = apply_affine(points, matrix) * present.reshape(batch, slots, 1, 1)
-        presence = torch.sigmoid(presence_logit.reshape(batch, slots)) * present
-        return landmarks, presence
+        return (mesh.reshape(batch, slots, NUM_LANDMARKS, 3),
+                presence_logit.reshape(batch, slots), matrix, present)
+
+    def forward(self, frame: torch.Tensor, faces: torch.Tensor, keypoints: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> LANDMARKS [B,K,468,2], PRESENCE [B,K]."""
+        mesh, presence_logit, matrix, present = self.run_mesh(frame, faces, keypoints)
+        landmarks = apply_affine(mesh[..., 0:2], matrix) * present.unsqueeze(-1).unsqueeze(-1)
+        return landmarks, torch.sigmoid(presence_logit) * present
+
+    def mesh_3d(self, frame: torch.Tensor, faces: torch.Tensor, keypoints: torch.Tensor
+                ) -> torch.Tensor:
+        """[B,K,468,3] landmarks in frame pixels with FaceMesh's depth on the same scale.
+
+        Not part of the served graph: quality metrics (head pose) use it.
+        """
+        mesh, _, matrix, present = self.run_mesh(frame, faces, keypoints)
+        points = apply_affine(mesh[..., 0:2], matrix)
+        scale = matrix[..., 0, 0:2].norm(dim=-1).unsqueeze(-1).unsqueeze(-1)  # crop px -> frame px
+        depth = mesh[..., 2:3] * scale
+        return torch.cat([points, depth], dim=-1) * present.unsqueeze(-1).unsqueeze(-1)

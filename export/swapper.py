@@ -49,29 +49,49 @@ def alignment(landmarks: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     return similarity_fit(landmarks[:, :, rigid], template[rigid])
 
 
+def align_faces(planar: torch.Tensor, landmarks: torch.Tensor, template: torch.Tensor,
+                face_size: int, feather: float, erode: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Aligned crops of every face slot, exactly as the swapper sees them.
+
+    planar [B,3,H,W] float 0..255; landmarks [B,K,468,2]; template [468,2] in aligned pixels.
+    Returns the frame-to-face similarity [B,K,2,3], the crops [B*K,3,S,S] in [0,1] and the
+    outline masks [B*K,1,S,S]. Extraction for training uses this same function.
+    """
+    batch, slots = landmarks.shape[0], landmarks.shape[1]
+    to_face = alignment(landmarks, template)
+    crops = sample_affine(planar, invert_similarity(to_face), face_size, face_size) / 255.0
+    outline = apply_affine(landmarks[:, :, list(FACE_OVAL)], to_face)
+    mask = outline_mask(outline, face_size, feather, erode)
+    return to_face, crops, mask.reshape(batch * slots, 1, face_size, face_size)
+
+
 def outline_mask(outline: torch.Tensor, face_size: int, feather: float, erode: float
                  ) -> torch.Tensor:
-    """Feathered mask [B,K,S,S] inside a convex outline [B,K,N,2] given in aligned pixels.
+    """Feathered mask [B,K,S,S] inside an outline polygon [B,K,N,2] given in aligned pixels.
 
-    The signed distance to the polygon is the smallest distance to its edges' half-planes; the
-    mask ramps from 0 at `erode` inside the edge to 1 at `erode + feather`, and also fades out at
-    the crop border, where the aligned face ends.
+    Inside is decided by the winding number, so outlines that fold over themselves (the far
+    side of a face turned away) still cover the face; the distance to the nearest outline
+    segment feathers the edge: 0 at `erode` inside it, 1 at `erode + feather`. The mask also
+    fades out at the crop border, where the aligned face ends.
     """
-    start = outline
-    edge = torch.roll(outline, shifts=-1, dims=-2) - start
-    area2 = (start[..., 0] * (start[..., 1] + edge[..., 1])
-             - (start[..., 0] + edge[..., 0]) * start[..., 1]).sum(dim=-1)
-    orientation = torch.where(area2 >= 0, torch.ones_like(area2), -torch.ones_like(area2))
-    normal = torch.stack([-edge[..., 1], edge[..., 0]], dim=-1)
-    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    normal = normal * orientation.unsqueeze(-1).unsqueeze(-1)
-    points = pixel_centres(face_size, face_size)[:, 0:2]  # [S*S,2]
-    offset = (normal * start).sum(dim=-1)  # [B,K,N]
-    distance = torch.matmul(normal, points.t()) - offset.unsqueeze(-1)  # [B,K,N,S*S]
-    inside = distance.amin(dim=-2)
+    points = pixel_centres(face_size, face_size)[:, 0:2]  # [P,2]
+    start = outline.unsqueeze(-2)  # [B,K,N,1,2]
+    edge = (torch.roll(outline, shifts=-1, dims=-2) - outline).unsqueeze(-2)
+    to_point = points - start  # [B,K,N,P,2]
+    cross = edge[..., 0] * to_point[..., 1] - edge[..., 1] * to_point[..., 0]
+    start_y, end_y, point_y = start[..., 1], start[..., 1] + edge[..., 1], points[:, 1]
+    upward = ((start_y <= point_y) & (end_y > point_y) & (cross > 0)).to(torch.float32)
+    downward = ((start_y > point_y) & (end_y <= point_y) & (cross < 0)).to(torch.float32)
+    inside = (upward - downward).sum(dim=-2).abs() > 0.5  # [B,K,P]
+    length2 = (edge * edge).sum(dim=-1).clamp_min(1e-6)
+    along = ((to_point * edge).sum(dim=-1) / length2).clamp(0.0, 1.0)
+    nearest = to_point - along.unsqueeze(-1) * edge
+    distance = torch.sqrt((nearest * nearest).sum(dim=-1) + 1e-9).amin(dim=-2)  # [B,K,P]
+    signed = torch.where(inside, distance, -distance)
     border = torch.minimum(points, face_size - points).amin(dim=-1)
-    inside = torch.minimum(inside, border)
-    ramp = ((inside - erode * face_size) / (feather * face_size)).clamp(0.0, 1.0)
+    signed = torch.minimum(signed, border)
+    ramp = ((signed - erode * face_size) / (feather * face_size)).clamp(0.0, 1.0)
     return ramp.reshape(*outline.shape[:2], face_size, face_size)
 
 
@@ -118,21 +138,19 @@ class FaceSwapper(nn.Module):
         options, size = self.options, self.face_size
         batch, slots = landmarks.shape[0], landmarks.shape[1]
         valid = (presence > options.presence_threshold).to(torch.float32)
-        to_face = alignment(landmarks, self.template)
         planar = frame_to_planar(frame)
-        originals = sample_affine(planar, invert_similarity(to_face), size, size) / 255.0
+        to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
+                                               options.feather, options.erode)
         kept, rows = select_rows(originals, valid.reshape(-1) > 0)
         generated, learned_mask = self.swap_faces(kept)
         generated = scatter_rows(generated, rows, batch * slots)
         learned_mask = scatter_rows(learned_mask, rows, batch * slots)
-        outline = landmarks[:, :, list(FACE_OVAL)]
-        mask = outline_mask(apply_affine(outline, to_face), size, options.feather, options.erode)
-        mask = mask.reshape(batch * slots, 1, size, size) * valid.reshape(-1, 1, 1, 1)
+        mask = mask * valid.reshape(-1, 1, 1, 1)
         if options.use_learned_mask:
             mask = mask * learned_mask
         generated = transfer_colour(generated, originals, mask, options.std_ratio_limits)
         layers = torch.cat([generated * 255.0, mask], dim=1).reshape(batch, slots, 4, size, size)
-        blended = self.composite(planar, layers, outline, to_face, valid)
+        blended = self.composite(planar, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
         return blended.permute(0, 2, 3, 1).to(torch.uint8)
 
     def composite(self, planar: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,

@@ -1,0 +1,154 @@
+"""`swaptron extract`: aligned face datasets from a video or an image folder.
+
+Faces are found by our own exported detector and landmarker graphs in ONNX Runtime and aligned
+with the swapper's own `align_faces`, so training sees exactly what the swapper will. Each
+identity gets a folder of SxS crops and masks plus `meta.json` (source frame, box, landmarks,
+split); every fifth extracted frame is held out of training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from swaptron import assets
+from swaptron.export.face_template import load_template
+from swaptron.export.geometry import frame_to_planar
+from swaptron.export.onnx_export import session
+from swaptron.export.swapper import BlendOptions, align_faces
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+HOLDOUT_EVERY = 5
+PRESENCE_THRESHOLD = 0.5
+
+
+class ExtractError(ValueError):
+    """Bad arguments or unreadable input; the message says which."""
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One extracted face."""
+
+    file: str
+    source: str
+    frame: int
+    box: list[float]
+    score: float
+    landmarks: list[list[float]]  # 468 points in frame pixels
+    split: str  # "train" or "holdout"
+
+
+def parse_ranges(text: str) -> list[int]:
+    """`0-97,154-199` -> the frame indices, inclusive ranges."""
+    frames: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", part)
+        if not match:
+            raise ExtractError(f"bad frame range {part!r} (expected e.g. 0-97,154-199)")
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        if last < first:
+            raise ExtractError(f"frame range {part!r} ends before it starts")
+        frames.extend(range(first, last + 1))
+    return frames
+
+
+def parse_identity(text: str) -> tuple[str, list[int] | None]:
+    """`a=0-97,154-199` -> ("a", frames); `a` alone takes every frame."""
+    name, _, ranges = text.partition("=")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ExtractError(f"identity name {name!r} must be lowercase letters, digits, _")
+    return name, parse_ranges(ranges) if ranges else None
+
+
+def read_source(source: Path) -> list[np.ndarray]:
+    """Frames of a video file, or the images of a folder in name order."""
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ExtractError(f"{source} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        images = [cv2.imread(str(p)) for p in files]
+        unreadable = [str(p) for p, image in zip(files, images, strict=True) if image is None]
+        if unreadable:
+            raise ExtractError(f"cannot read {unreadable[:3]}")
+        return images
+    if not source.is_file():
+        raise ExtractError(f"{source} does not exist")
+    return assets.read_frames(source)
+
+
+class FaceFinder:
+    """Detector and landmarker graphs of a repository, run with ONNX Runtime."""
+
+    def __init__(self, repository: Path) -> None:
+        paths = {name: repository / name / "1" / "model.onnx" for name in
+                 ("detector", "landmarker")}
+        missing = [str(p) for p in paths.values() if not p.is_file()]
+        if missing:
+            raise ExtractError(f"{missing} missing: run `swaptron export` first")
+        self.detector = session(paths["detector"], threads=2)
+        self.landmarker = session(paths["landmarker"], threads=2)
+
+    def find(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """FACES [K,5], LANDMARKS [K,468,2], PRESENCE [K] of one frame."""
+        batch = frame[None]
+        faces, keypoints = self.detector.run(None, {"FRAME": batch})
+        landmarks, presence = self.landmarker.run(
+            None, {"FRAME": batch, "FACES": faces, "KEYPOINTS": keypoints})
+        return faces[0], landmarks[0], presence[0]
+
+
+def extract(source: Path, identities: list[str], output: Path, repository: Path,
+            face_size: int) -> dict[str, int]:
+    """Write `<output>/<identity>/{faces,masks}/*.png` and `meta.json`; returns counts."""
+    frames = read_source(source)
+    finder = FaceFinder(repository)
+    template = torch.from_numpy(load_template() * face_size).float()
+    blend = BlendOptions()
+    counts = {}
+    for identity in identities:
+        name, wanted = parse_identity(identity)
+        indices = wanted if wanted is not None else list(range(len(frames)))
+        beyond = [i for i in indices if i >= len(frames)]
+        if beyond:
+            raise ExtractError(f"{source} has {len(frames)} frames; {name} asks for {beyond[:3]}")
+        folder = output / name
+        (folder / "faces").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(exist_ok=True)
+        records: list[FaceRecord] = []
+        for index in tqdm(indices, desc=f"extract {name}", unit="frame"):
+            faces, landmarks, presence = finder.find(frames[index])
+            if presence[0] < PRESENCE_THRESHOLD:
+                continue
+            crop, mask = align_one(frames[index], landmarks[0], template, face_size, blend)
+            file = f"{index:06d}.png"
+            cv2.imwrite(str(folder / "faces" / file), crop)
+            cv2.imwrite(str(folder / "masks" / file), mask)
+            split = "holdout" if len(records) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 else "train"
+            records.append(FaceRecord(file, str(source), index, faces[0, :4].tolist(),
+                                      float(faces[0, 4]), landmarks[0].round(3).tolist(), split))
+        meta = {"face_size": face_size, "source": str(source),
+                "faces": [asdict(record) for record in records]}
+        (folder / "meta.json").write_text(json.dumps(meta))
+        counts[name] = len(records)
+    return counts
+
+
+def align_one(frame: np.ndarray, landmarks: np.ndarray, template: torch.Tensor, face_size: int,
+              blend: BlendOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned BGR crop and mask (uint8) of one face, with the swapper's own alignment."""
+    with torch.no_grad():
+        planar = frame_to_planar(torch.from_numpy(frame)[None])
+        _, crops, masks = align_faces(planar, torch.from_numpy(landmarks)[None, None], template,
+                                      face_size, blend.feather, blend.erode)
+    crop = (crops[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+    mask = (masks[0, 0].numpy() * 255.0).round().astype(np.uint8)
+    return crop, mask
