@@ -59,6 +59,7 @@ class Mailbox:
     def __init__(self) -> None:
         self._item: Captured | None = None
         self._closed = False
+        self._wanted = False
         self._changed = asyncio.Condition()
 
     async def offer(self, item: Captured) -> Captured | None:
@@ -68,16 +69,23 @@ class Mailbox:
             self._changed.notify_all()
             return replaced
 
-    async def put(self, item: Captured) -> None:
-        """Put a frame once the previous one was taken (no drops: backpressure)."""
+    async def wait_wanted(self) -> None:
+        """Wait until the sender asks for a frame and none is waiting."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self._item is None)
+            await self._changed.wait_for(lambda: self._wanted and self._item is None)
+
+    async def put(self, item: Captured) -> None:
+        """Put a frame into the empty mailbox (after `wait_wanted`)."""
+        async with self._changed:
             self._item = item
+            self._wanted = False
             self._changed.notify_all()
 
     async def take(self) -> Captured | None:
-        """Wait for a frame; None once the source ended and nothing is left."""
+        """Ask for a frame and wait for it; None once the source ended and nothing is left."""
         async with self._changed:
+            self._wanted = True
+            self._changed.notify_all()
             await self._changed.wait_for(lambda: self._item is not None or self._closed)
             item, self._item = self._item, None
             self._changed.notify_all()
@@ -167,9 +175,15 @@ class Streamer:
         self.ring: ShmRing | None = None
 
     async def capture(self) -> None:
-        """Read frames; paced sources replace waiting frames, others wait for room."""
+        """Read frames; paced sources replace waiting frames, others wait for room.
+
+        An unpaced source is read only when the sender asks for a frame, so its capture time is
+        when the client could send it, as with a camera that always has a fresh frame.
+        """
         try:
             while not self.stopping.is_set():
+                if not self.source.paced:
+                    await self.mailbox.wait_wanted()
                 item = await asyncio.to_thread(self.source.next)
                 if item is None:
                     break

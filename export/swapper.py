@@ -50,49 +50,58 @@ def alignment(landmarks: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
 
 
 def align_faces(planar: torch.Tensor, landmarks: torch.Tensor, template: torch.Tensor,
-                face_size: int, feather: float, erode: float
+                face_size: int, feather: float, erode: float, keep: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Aligned crops of every face slot, exactly as the swapper sees them.
 
     planar [B,3,H,W] float 0..255; landmarks [B,K,468,2]; template [468,2] in aligned pixels.
     Returns the frame-to-face similarity [B,K,2,3], the crops [B*K,3,S,S] in [0,1] and the
-    outline masks [B*K,1,S,S]. Extraction for training uses this same function.
+    outline masks [B*K,1,S,S]; with `keep` [B,K] (bool), masks are only computed for the slots
+    it marks (the others are zero). Extraction for training uses this same function.
     """
-    batch, slots = landmarks.shape[0], landmarks.shape[1]
     to_face = alignment(landmarks, template)
     crops = sample_affine(planar, invert_similarity(to_face), face_size, face_size) / 255.0
     outline = apply_affine(landmarks[:, :, list(FACE_OVAL)], to_face)
-    mask = outline_mask(outline, face_size, feather, erode)
-    return to_face, crops, mask.reshape(batch * slots, 1, face_size, face_size)
+    if keep is None:
+        return to_face, crops, outline_mask(outline.flatten(0, 1), face_size, feather, erode)
+    kept, rows = select_rows(outline.flatten(0, 1), keep.reshape(-1))
+    mask = outline_mask(kept, face_size, feather, erode)
+    return to_face, crops, scatter_rows(mask, rows, crops.shape[0])
 
 
 def outline_mask(outline: torch.Tensor, face_size: int, feather: float, erode: float
                  ) -> torch.Tensor:
-    """Feathered mask [B,K,S,S] inside an outline polygon [B,K,N,2] given in aligned pixels.
+    """Feathered mask [N,1,S,S] inside outline polygons [N,V,2] given in aligned pixels.
 
     Inside is decided by the winding number, so outlines that fold over themselves (the far
     side of a face turned away) still cover the face; the distance to the nearest outline
     segment feathers the edge: 0 at `erode` inside it, 1 at `erode + feather`. The mask also
-    fades out at the crop border, where the aligned face ends.
+    fades out at the crop border, where the aligned face ends. It is computed at half
+    resolution (it is smooth) with x and y kept apart, which ONNX Runtime runs much faster than
+    trailing pairs, and upsampled.
     """
-    points = pixel_centres(face_size, face_size)[:, 0:2]  # [P,2]
-    start = outline.unsqueeze(-2)  # [B,K,N,1,2]
-    edge = (torch.roll(outline, shifts=-1, dims=-2) - outline).unsqueeze(-2)
-    to_point = points - start  # [B,K,N,P,2]
-    cross = edge[..., 0] * to_point[..., 1] - edge[..., 1] * to_point[..., 0]
-    start_y, end_y, point_y = start[..., 1], start[..., 1] + edge[..., 1], points[:, 1]
+    half = face_size // 2
+    points = pixel_centres(half, half)[:, 0:2] * (face_size / half)  # [P,2] in aligned pixels
+    point_x, point_y = points[:, 0], points[:, 1]
+    start_x, start_y = outline[..., 0:1], outline[..., 1:2]  # [N,V,1]
+    edge = torch.roll(outline, shifts=-1, dims=-2) - outline
+    edge_x, edge_y = edge[..., 0:1], edge[..., 1:2]
+    to_x, to_y = point_x - start_x, point_y - start_y  # [N,V,P]
+    cross = edge_x * to_y - edge_y * to_x
+    end_y = start_y + edge_y
     upward = ((start_y <= point_y) & (end_y > point_y) & (cross > 0)).to(torch.float32)
     downward = ((start_y > point_y) & (end_y <= point_y) & (cross < 0)).to(torch.float32)
-    inside = (upward - downward).sum(dim=-2).abs() > 0.5  # [B,K,P]
-    length2 = (edge * edge).sum(dim=-1).clamp_min(1e-6)
-    along = ((to_point * edge).sum(dim=-1) / length2).clamp(0.0, 1.0)
-    nearest = to_point - along.unsqueeze(-1) * edge
-    distance = torch.sqrt((nearest * nearest).sum(dim=-1) + 1e-9).amin(dim=-2)  # [B,K,P]
+    inside = (upward - downward).sum(dim=-2).abs() > 0.5  # [N,P]
+    length2 = (edge_x * edge_x + edge_y * edge_y).clamp_min(1e-6)
+    along = ((to_x * edge_x + to_y * edge_y) / length2).clamp(0.0, 1.0)
+    near_x, near_y = to_x - along * edge_x, to_y - along * edge_y
+    distance = torch.sqrt(near_x * near_x + near_y * near_y + 1e-9).amin(dim=-2)  # [N,P]
     signed = torch.where(inside, distance, -distance)
     border = torch.minimum(points, face_size - points).amin(dim=-1)
     signed = torch.minimum(signed, border)
     ramp = ((signed - erode * face_size) / (feather * face_size)).clamp(0.0, 1.0)
-    return ramp.reshape(*outline.shape[:2], face_size, face_size)
+    ramp = ramp.reshape(-1, 1, half, half)
+    return F.interpolate(ramp, size=(face_size, face_size), mode="bilinear", align_corners=False)
 
 
 def transfer_colour(generated: torch.Tensor, original: torch.Tensor, mask: torch.Tensor,
@@ -140,7 +149,7 @@ class FaceSwapper(nn.Module):
         valid = (presence > options.presence_threshold).to(torch.float32)
         planar = frame_to_planar(frame)
         to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
-                                               options.feather, options.erode)
+                                               options.feather, options.erode, valid > 0)
         kept, rows = select_rows(originals, valid.reshape(-1) > 0)
         generated, learned_mask = self.swap_faces(kept)
         generated = scatter_rows(generated, rows, batch * slots)
@@ -150,21 +159,21 @@ class FaceSwapper(nn.Module):
             mask = mask * learned_mask
         generated = transfer_colour(generated, originals, mask, options.std_ratio_limits)
         layers = torch.cat([generated * 255.0, mask], dim=1).reshape(batch, slots, 4, size, size)
-        blended = self.composite(planar, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
-        return blended.permute(0, 2, 3, 1).to(torch.uint8)
+        return self.composite(frame, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
 
-    def composite(self, planar: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,
+    def composite(self, frame: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,
                   to_face: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Warp each slot's face and mask back into a window around it and blend, slot by slot.
+        """Warp each slot's face and mask back into a window around it and blend them in.
 
-        planar [B,3,H,W] float frame; layers [B,K,4,S,S] (BGR 0..255 and mask). A slot's windows
-        share one side L (its largest face's, rounded up; tiny when the slot is empty in every
-        frame), each placed over its face and shifted to lie inside the frame. Window pixels are
-        gathered, blended, rounded and scattered back; every other pixel keeps its exact value.
+        frame uint8 [B,H,W,3]; layers [B,K,4,S,S] (BGR 0..255 and mask). A slot's windows share
+        one side L (its largest face's, rounded up; tiny when the slot is empty in every frame),
+        each placed over its face and shifted to lie inside the frame. Only window pixels the
+        mask touches are gathered, blended, rounded and scattered back, all slots in one scatter
+        (where two faces overlap, the later slot's blend wins); every other pixel keeps its exact
+        value. Blending is in float so every op is one TensorRT supports.
         """
-        batch, height, width = planar.shape[0], planar.shape[2], planar.shape[3]
-        size_hw = torch._shape_as_tensor(planar)[2:4]
-        pixels = planar.reshape(batch, 3, -1)
+        batch, height, width = frame.shape[0], frame.shape[1], frame.shape[2]
+        size_hw = torch._shape_as_tensor(frame)[1:3]
         margin = 2.0
         low = torch.floor(outline.amin(dim=-2) - margin)  # [B,K,2] (x, y)
         high = torch.ceil(outline.amax(dim=-2) + margin)
@@ -172,6 +181,8 @@ class FaceSwapper(nn.Module):
         step = float(self.options.window_step)
         sides = (torch.ceil(extent / step).clamp_min(1.0) * step).to(torch.int64)
         sides = torch.minimum(sides, size_hw.amin())
+        image_start = torch.arange(batch).reshape(batch, 1, 1) * (height * width)
+        indices, alphas, colours = [], [], []
         for slot in range(layers.shape[1]):
             side = sides[slot]
             span = torch.arange(side, dtype=torch.float32)
@@ -187,10 +198,18 @@ class FaceSwapper(nn.Module):
                       + coefficient[:, 5] - 1.0)
             grid = torch.stack([grid_x, grid_y], dim=-1)  # [B,L,L,2]
             warped = F.grid_sample(layers[:, slot], grid, mode="bilinear", padding_mode="zeros",
-                                   align_corners=False).reshape(batch, 4, -1)
-            index = (ys * width + xs).to(torch.int64).reshape(batch, 1, -1).expand(-1, 3, -1)
-            original = torch.gather(pixels, 2, index)  # [B,3,L*L]
-            alpha = warped[:, 3:4]
-            blended = (original + alpha * (warped[:, 0:3] - original)).round().clamp(0.0, 255.0)
-            pixels = pixels.scatter(2, index, blended)
-        return pixels.reshape(batch, 3, height, width)
+                                   align_corners=False)  # [B,4,L,L]
+            index = image_start + (ys * width + xs).to(torch.int64)  # [B,L,L]
+            indices.append(index.reshape(-1))
+            alphas.append(warped[:, 3].reshape(-1))
+            colours.append(warped[:, 0:3].permute(0, 2, 3, 1).reshape(-1, 3))
+        alpha = torch.cat(alphas)
+        touched = torch.nonzero(alpha > 0).reshape(-1)
+        index = torch.cat(indices)[touched]
+        alpha = alpha[touched].unsqueeze(1).expand(-1, 3)
+        colour = torch.cat(colours)[touched]
+        pixels = frame.reshape(-1, 3).to(torch.float32)
+        original = pixels[index]
+        blended = (original + alpha * (colour - original)).round().clamp(0.0, 255.0)
+        pixels = pixels.index_put((index,), blended)
+        return pixels.reshape(frame.shape).to(torch.uint8)
