@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEBS := libb64-0d opencv-doc docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup debs weights run test lint bench clean
+.PHONY: setup debs weights run test lint bench demo-weights clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ weights: $(STAMP)
 setup: $(STAMP) debs weights
 
 run: setup
-	@$(BIN)/swaptron doctor
+	@$(BIN)/swaptron demo
 
 test: setup
 	@$(BIN)/pytest
@@ -45,6 +45,12 @@ lint: $(STAMP)
 
 bench: setup
 	@$(BIN)/swaptron bench
+
+# Rebuild the committed demo identities from Megamind.avi (about an hour on 2 CPU cores).
+demo-weights: setup
+	@$(BIN)/swaptron export >/dev/null
+	@$(BIN)/swaptron extract
+	@$(BIN)/swaptron train --minutes 55 --threads 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

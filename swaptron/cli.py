@@ -89,6 +89,20 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Export, serve and stream the demo video (`make run`)."""
+    from swaptron.demo import run
+
+    return run(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmark the server against the baselines and write the results."""
+    from swaptron.benchmarks.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="swaptron", description=__doc__)
@@ -101,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     add_server_options(add("serve", cmd_serve, "run the embedded Triton server"))
+    from swaptron.demo import add_arguments as demo_arguments
+
+    demo_arguments(add("demo", cmd_demo, "export, serve and stream the demo video, then report "
+                       "FPS and latency (make run)"))
     add("doctor", cmd_doctor, "check this machine and print versions")
     add("weights", cmd_weights, "fetch the pinned MediaPipe weights into the cache")
     from swaptron.export.cli import add_arguments as export_arguments
@@ -117,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "the ensemble and measure FPS and latency"))
     train_cli.add_evaluate_arguments(add("evaluate", cmd_evaluate,
                                          "quality card of trained weights on held-out faces"))
+    from swaptron.benchmarks.cli import add_arguments as bench_arguments
+
+    bench_arguments(add("bench", cmd_bench, "perf_analyzer and the baselines side by side, with "
+                        "the targets, tables and plots (make bench)"))
     return parser
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -112,7 +113,7 @@ def test_serial_mode_sends_one_frame_at_a_time(faceswap_server: TritonServer,
     check_counts(report)
     assert report["frames_received"] == 12
     frames = report["frames"]
-    for earlier, later in zip(frames, frames[1:], strict=False):
+    for earlier, later in pairwise(frames):
         assert later["send"] >= earlier["receive"]  # nothing overlaps
 
 
@@ -186,3 +187,16 @@ def test_ctrl_c_stops_cleanly_with_a_report(faceswap_server: TritonServer,
     check_counts(data)
     assert data["frames_received"] > 10
     assert "frames" in stdout and "latency" in stdout
+
+
+def test_demo_exports_serves_streams_and_reports(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "swaptron", "demo", "--unpaced", "--output-dir",
+         str(tmp_path / "out"), "--model-repository", str(tmp_path / "repository")],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    check_counts(report)
+    assert report["frames_received"] == 270
+    assert len(read_video(tmp_path / "out" / "megamind-a2b.mp4")) == 270
+    assert "fps" in result.stdout and "p95" in result.stdout
