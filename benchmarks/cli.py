@@ -1,0 +1,116 @@
+"""Command-line options of `swaptron bench` (light: nothing heavy is imported at parse time)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from swaptron.assets import REPO_ROOT
+
+DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_WORK = REPO_ROOT / "build" / "bench"
+DEFAULT_SEED = REPO_ROOT / "model_repository"
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """`1,2,4` -> (1, 2, 4); every level at least 1."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,4, got {text!r}") from error
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected levels of at least 1, got {text!r}")
+    return values
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    """`default,no-batching` -> ("default", "no-batching")."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected at least one variant name")
+    return names
+
+
+def positive_seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from error
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `swaptron bench`."""
+    parser.add_argument("--quick", action="store_true",
+                        help="a run of about two minutes: fewer levels and variants, shorter "
+                             "windows (default: the full run, under 20 minutes on 2 cores)")
+    parser.add_argument("--url", default=None, metavar="HOST:PORT",
+                        help="bench a server already running there (gRPC), e.g. the compose "
+                             "deployment, instead of starting the embedded one; config variants "
+                             "are then skipped")
+    parser.add_argument("--variants", type=name_list, default=None,
+                        help="config variants to serve, comma-separated, from default, "
+                             "no-batching, instances-2 (default: all; --quick: "
+                             "default,no-batching)")
+    parser.add_argument("--concurrency", type=int_list, default=None,
+                        help="perf_analyzer concurrency levels (default 1,2,4,8; --quick 1,2,4)")
+    parser.add_argument("--seconds", type=positive_seconds, default=None,
+                        help="override: length of each perf_analyzer window and of each client "
+                             "run (for smoke tests)")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_RESULTS,
+                        help="results: JSON, markdown, plots, CSVs (default: %(default)s)")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK,
+                        help="variant repositories, input data, server logs, client reports "
+                             "(default: %(default)s)")
+    parser.add_argument("--model-repository", type=Path, default=DEFAULT_SEED,
+                        help="exported repository whose ONNX graphs seed the variants when they "
+                             "are current; never modified (default: %(default)s)")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
+                             "gets the latest table (default: README.md when writing to "
+                             "benchmarks/results, none otherwise)")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The `swaptron bench` command that reproduces these options (recorded with the results)."""
+    parts = ["swaptron", "bench"]
+    if args.quick:
+        parts.append("--quick")
+    if args.url:
+        parts += ["--url", args.url]
+    if args.variants:
+        parts += ["--variants", ",".join(args.variants)]
+    if args.concurrency:
+        parts += ["--concurrency", ",".join(str(level) for level in args.concurrency)]
+    if args.seconds:
+        parts += ["--seconds", f"{args.seconds:g}"]
+    for option, value, default in (("--output-dir", args.output_dir, DEFAULT_RESULTS),
+                                   ("--work-dir", args.work_dir, DEFAULT_WORK),
+                                   ("--model-repository", args.model_repository, DEFAULT_SEED)):
+        if value.resolve() != default.resolve():
+            parts += [option, str(value)]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and write its results; 1 when it cannot run."""
+    from swaptron.benchmarks.bench import BenchError, BenchRequest, run_bench
+
+    readme = args.readme
+    if readme is None and args.output_dir.resolve() == DEFAULT_RESULTS.resolve():
+        readme = REPO_ROOT / "README.md"
+    request = BenchRequest(quick=args.quick, url=args.url, variants=args.variants,
+                           concurrency=args.concurrency, seconds=args.seconds,
+                           output_dir=args.output_dir, work_dir=args.work_dir,
+                           seed_repository=args.model_repository, readme=readme,
+                           command=command_line(args))
+    try:
+        run_bench(request)
+    except BenchError as error:
+        print(f"error: {error}")
+        return 1
+    return 0

@@ -1,0 +1,136 @@
+"""Real inputs for the bench: the three exported graphs in one process, frames, input data.
+
+`OrtChain` runs detector -> landmarker -> swapper with ONNX Runtime, one session per graph, as the
+server's Python-backend models do (same files, same thread settings). It is the in-process
+baseline, and it gives the real intermediate tensors that perf_analyzer sends to the networks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+NETWORKS = ("detector", "landmarker", "swapper")
+FACE_SCORE = 0.5
+ANCHOR_FRAME = 120  # one face, as the export checks on
+
+
+@dataclass
+class OrtChain:
+    """One ONNX Runtime session per network, run in ensemble order."""
+
+    sessions: dict[str, ort.InferenceSession]
+    intra_op_threads: int
+
+    def inputs_of(self, network: str) -> list[str]:
+        """Input names of a network's graph."""
+        return [tensor.name for tensor in self.sessions[network].get_inputs()]
+
+    def run(self, frame: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Every tensor of the chain for one BGR frame [H,W,3] (batch 1), and seconds per graph."""
+        tensors: dict[str, np.ndarray] = {"FRAME": frame[None]}
+        seconds: dict[str, float] = {}
+        for network in NETWORKS:
+            session = self.sessions[network]
+            names = [tensor.name for tensor in session.get_outputs()]
+            started = time.perf_counter()
+            values = session.run(names, {name: tensors[name] for name in self.inputs_of(network)})
+            seconds[network] = time.perf_counter() - started
+            tensors.update(zip(names, values, strict=True))
+        return tensors, seconds
+
+
+def open_chain(repository: Path, intra_op_threads: int = 1) -> OrtChain:
+    """Sessions on a repository's `<network>/1/model.onnx`, configured as `server/ort_model.py`."""
+    sessions = {}
+    for network in NETWORKS:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        path = repository / network / "1" / "model.onnx"
+        sessions[network] = ort.InferenceSession(str(path), options,
+                                                 providers=["CPUExecutionProvider"])
+    return OrtChain(sessions, intra_op_threads)
+
+
+def face_count(tensors: dict[str, np.ndarray]) -> int:
+    """Faces the detector found in a batch-1 result."""
+    return int((tensors["FACES"][0, :, 4] > FACE_SCORE).sum())
+
+
+def one_face_frames(chain: OrtChain, frames: list[np.ndarray], count: int,
+                    stride: int = 10) -> list[int]:
+    """Up to `count` indices of frames with exactly one face, evenly spread, ANCHOR_FRAME first."""
+    candidates = sorted({ANCHOR_FRAME, *range(0, len(frames), stride)} & set(range(len(frames))))
+    found = [i for i in candidates if face_count(chain.run(frames[i])[0]) == 1]
+    anchor = [ANCHOR_FRAME] if ANCHOR_FRAME in found else []
+    rest = [i for i in found if i != ANCHOR_FRAME]
+    wanted = min(count - len(anchor), len(rest))
+    return anchor + [rest[k * len(rest) // wanted] for k in range(max(wanted, 0))]
+
+
+def entry(array: np.ndarray) -> dict[str, object]:
+    """One tensor in perf_analyzer's `--input-data` JSON: raw bytes as base64 and its shape."""
+    data = np.ascontiguousarray(array)
+    return {"b64": base64.b64encode(data.tobytes()).decode("ascii"), "shape": list(data.shape)}
+
+
+def write_input_data(samples: list[dict[str, np.ndarray]], names: list[str], path: Path) -> Path:
+    """perf_analyzer `--input-data` file: one step per sample, tensors without the batch axis."""
+    steps = [{name: entry(sample[name][0]) for name in names} for sample in samples]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": steps}))
+    return path
+
+
+def input_data_files(chain: OrtChain, frames: list[np.ndarray], indices: list[int],
+                     folder: Path) -> dict[str, Path]:
+    """An input-data file per model (`faceswap` and each network) from the chosen frames."""
+    samples = [chain.run(frames[i])[0] for i in indices]
+    files = {"faceswap": write_input_data(samples, ["FRAME"], folder / "faceswap.json")}
+    for network in NETWORKS:
+        files[network] = write_input_data(samples, chain.inputs_of(network),
+                                          folder / f"{network}.json")
+    return files
+
+
+def percentile(values: list[float], q: float) -> float:
+    """A percentile rounded to 0.01 (NaN for no values)."""
+    return round(float(np.percentile(values, q)), 2) if values else float("nan")
+
+
+def in_process_baseline(chain: OrtChain, frames: list[np.ndarray], seconds: float,
+                        min_frames: int = 10, warmup: int = 3) -> dict[str, Any]:
+    """FPS of the chain called frame after frame in this process, over the video in order."""
+    for frame in frames[:warmup]:
+        chain.run(frame)
+    latencies: list[float] = []
+    per_network = dict.fromkeys(NETWORKS, 0.0)
+    started = time.perf_counter()
+    while len(latencies) < min_frames or time.perf_counter() - started < seconds:
+        frame = frames[len(latencies) % len(frames)]
+        begin = time.perf_counter()
+        _, timings = chain.run(frame)
+        latencies.append((time.perf_counter() - begin) * 1000.0)
+        for network, value in timings.items():
+            per_network[network] += value
+    elapsed = time.perf_counter() - started
+    count = len(latencies)
+    return {
+        "fps": round(count / elapsed, 2),
+        "frames": count,
+        "seconds": round(elapsed, 2),
+        "intra_op_threads": chain.intra_op_threads,
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+                       "p99": percentile(latencies, 99)},
+        "network_ms": {n: round(total / count * 1000.0, 2) for n, total in per_network.items()},
+        "latencies_ms": [round(value, 2) for value in latencies],
+    }

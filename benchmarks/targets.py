@@ -1,0 +1,101 @@
+"""The bars of the issue, checked on every run: value, bar, met, and the gap when missed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Bar:
+    """A target: what is measured, the bar, and which side of it passes."""
+
+    name: str
+    description: str
+    bar: float
+    unit: str
+    higher_is_better: bool
+
+
+BARS = (
+    Bar("realtime_24_dropped_pct", "realtime at 24 FPS: frames dropped or failed", 2.0, "%",
+        higher_is_better=False),
+    Bar("realtime_24_p95_ms", "realtime at 24 FPS: p95 capture-to-receive latency", 50.0, "ms",
+        higher_is_better=False),
+    Bar("unpaced_fps", "unpaced stream throughput", 30.0, "FPS", higher_is_better=True),
+    Bar("serving_ratio", "ensemble throughput at concurrency 1 / in-process chain", 0.8, "x",
+        higher_is_better=True),
+    Bar("pipelining_ratio", "streaming throughput / serial prototype mode", 2.0, "x",
+        higher_is_better=True),
+    Bar("server_rss_mb", "server plus backend processes, RSS", 1500.0, "MB",
+        higher_is_better=False),
+)
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One target's outcome; `met` is None when the value could not be measured."""
+
+    name: str
+    description: str
+    value: float | None
+    bar: float
+    unit: str
+    comparison: str
+    met: bool | None
+    gap: float | None
+    gap_text: str
+
+
+def number(value: object) -> float | None:
+    """A finite float, or None (missing, None or NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def check(bar: Bar, value: float | None) -> TargetResult:
+    """Compare a value with its bar; the gap says by how much a missed bar is missed."""
+    comparison = ">=" if bar.higher_is_better else "<="
+    if value is None:
+        return TargetResult(bar.name, bar.description, None, bar.bar, bar.unit, comparison,
+                            None, None, "not measured")
+    met = value >= bar.bar if bar.higher_is_better else value <= bar.bar
+    if met:
+        return TargetResult(bar.name, bar.description, round(value, 3), bar.bar, bar.unit,
+                            comparison, True, None, "met")
+    gap = bar.bar - value if bar.higher_is_better else value - bar.bar
+    if bar.higher_is_better:
+        share = f"{value / bar.bar:.0%} of the bar" if bar.bar else ""
+        text = f"short by {gap:.3g} {bar.unit} ({share})"
+    else:
+        factor = f"{value / bar.bar:.2f}x the bar" if bar.bar else ""
+        text = f"over by {gap:.3g} {bar.unit} ({factor})"
+    return TargetResult(bar.name, bar.description, round(value, 3), bar.bar, bar.unit,
+                        comparison, False, round(gap, 3), text)
+
+
+def ratio(numerator: object, denominator: object) -> float | None:
+    """numerator / denominator when both are measured and the denominator is positive."""
+    top, bottom = number(numerator), number(denominator)
+    if top is None or bottom is None or bottom <= 0:
+        return None
+    return top / bottom
+
+
+def measured_values(baselines: dict[str, object], ensemble_c1_throughput: float | None,
+                    server_rss_mb: float | None) -> dict[str, float | None]:
+    """The value behind each bar, from the baselines, perf_analyzer and memory."""
+    return {
+        "realtime_24_dropped_pct": number(baselines.get("realtime_24_dropped_pct")),
+        "realtime_24_p95_ms": number(baselines.get("realtime_24_p95_ms")),
+        "unpaced_fps": number(baselines.get("stream_fps")),
+        "serving_ratio": ratio(ensemble_c1_throughput, baselines.get("in_process_fps")),
+        "pipelining_ratio": ratio(baselines.get("stream_fps"), baselines.get("serial_fps")),
+        "server_rss_mb": number(server_rss_mb),
+    }
+
+
+def evaluate(values: dict[str, float | None]) -> list[dict[str, object]]:
+    """Every bar checked against its value (JSON-ready)."""
+    return [asdict(check(bar, values.get(bar.name))) for bar in BARS]
