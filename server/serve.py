@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
 
+from swaptron.assets import REPO_ROOT
 from swaptron.server.launcher import ServerError, ServerPorts, TritonServer
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `swaptron serve`."""
+    parser.add_argument("--model-repository", type=Path, default=REPO_ROOT / "model_repository",
+                        help="Triton model repository (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: %(default)s; 0.0.0.0 opens it)")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--log-file", type=Path, default=None,
+                        help="server log (default: a file in the temp folder, printed at start)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the embedded server until SIGINT/SIGTERM."""
+    ports = ServerPorts(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port)
+    return serve(args.model_repository, args.host, ports, args.log_file)
 
 
 def serve(repository: Path, host: str, ports: ServerPorts, log_path: Path | None) -> int:

@@ -118,6 +118,17 @@ def fetch_weights() -> list[Path]:
     return [tflite_path(w) for w in ALL_TFLITE]
 
 
+def run_fetch(_args: object = None) -> int:
+    """`swaptron weights`: fetch the weights and print where they are."""
+    try:
+        for path in fetch_weights():
+            print(path)
+    except AssetError as error:
+        print(f"error: {error}")
+        return 1
+    return 0
+
+
 def demo_video() -> Path:
     """Path of Megamind.avi from Debian's opencv-doc; raises AssetError with the fix when absent."""
     override = os.environ.get("SWAPTRON_DEMO_VIDEO")

@@ -150,7 +150,7 @@ def run_checks() -> list[Check]:
     return report
 
 
-def main() -> int:
+def run(_args: object = None) -> int:
     """Print the report; non-zero when something required is missing."""
     report = run_checks()
     width = max(len(c.name) for c in report)
