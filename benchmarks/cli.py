@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-repository", type=Path, default=DEFAULT_SEED,
                         help="exported repository whose ONNX graphs seed the variants when they "
                              "are current; never modified (default: %(default)s)")
+    parser.add_argument("--models", action="store_true",
+                        help="only the per-network table: each graph in-process at batch 1 and "
+                             "8, 1 and 2 threads (models.md, about a minute)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
                              "gets the latest table (default: README.md when writing to "
@@ -80,6 +83,8 @@ def command_line(args: argparse.Namespace) -> str:
     parts = ["swaptron", "bench"]
     if args.quick:
         parts.append("--quick")
+    if args.models:
+        parts.append("--models")
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -100,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark and write its results; 1 when it cannot run."""
     from swaptron.benchmarks.bench import BenchError, BenchRequest, run_bench
 
+    if args.models:
+        return run_models(args.model_repository, args.output_dir)
     readme = args.readme
     if readme is None and args.output_dir.resolve() == DEFAULT_RESULTS.resolve():
         readme = REPO_ROOT / "README.md"
@@ -113,4 +120,23 @@ def run(args: argparse.Namespace) -> int:
     except BenchError as error:
         print(f"error: {error}")
         return 1
+    return 0
+
+
+def run_models(repository: Path, output: Path) -> int:
+    """Write the per-network compute table (models.json, models.md)."""
+    import datetime
+
+    from swaptron import assets
+    from swaptron.benchmarks import models
+    from swaptron.benchmarks.bench import host_name
+
+    if not (repository / "detector" / "1" / "model.onnx").is_file():
+        print(f"error: no exported graphs in {repository}: run `swaptron export`")
+        return 1
+    frames = assets.read_frames(assets.demo_video())
+    rows = models.measure(repository, frames)
+    date = datetime.date.today().isoformat()
+    models.write(rows, output, host_name(), date)
+    print(models.markdown(rows, host_name(), date))
     return 0

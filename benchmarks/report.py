@@ -17,9 +17,9 @@ THROUGHPUT_PNG = "throughput.png"
 LATENCY_PNG = "latency_cdf.png"
 LOOSE_NOTE = ("\\* not stable within 25% over 3 windows (noisy machine): measured again "
               "accepting any spread.")
-BASELINES_NOTE = ("Latency is capture-to-receive; unpaced runs read ahead of the server, so "
-                  "theirs includes time waiting in the client: the round trip (send to receive) "
-                  "is the serving part. The in-process chain has compute latency only.")
+BASELINES_NOTE = ("Latency is capture-to-receive; an unpaced source is read when the client "
+                  "asks for a frame, a realtime one on its own clock. The round trip (send to "
+                  "receive) is the serving part. The in-process chain has compute latency only.")
 Results = dict[str, Any]
 CLIENT_LABELS = {"in_process": "in-process chain (compute only, no serving)",
                  "serial": "serial (prototype)", "stream": "stream, unpaced",

@@ -137,3 +137,19 @@ def test_markdown_plots_and_readme_block(bench_run: tuple[Path, Path, dict],
     assert "## Targets" not in updated and "| target | value |" in updated
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", updated)
     assert len(links) == 2 and all((readme.parent / link).is_file() for link in links)
+
+
+def test_per_network_table_at_batch_one_and_eight(exported_repository: Path,
+                                                  megamind_frames: list, tmp_path: Path) -> None:
+    from swaptron.benchmarks import models
+
+    rows = models.measure(exported_repository, megamind_frames, threads=(1,), seconds=0.05)
+    assert {(r["network"], r["batch"]) for r in rows} == {
+        (n, b) for n in ("detector", "landmarker", "swapper") for b in (1, 8)}
+    for row in rows:
+        assert row["ms_per_call"] > 0
+        assert row["ms_per_frame"] == pytest.approx(row["ms_per_call"] / row["batch"], abs=0.01)
+    models.write(rows, tmp_path, "host", "2026-01-01")
+    table = (tmp_path / "models.md").read_text()
+    assert "| swapper | 1 |" in table
+    assert json.loads((tmp_path / "models.json").read_text())["rows"] == rows
