@@ -57,12 +57,16 @@ class SwappedFrame:
 
 
 class IdentityClassifier(nn.Module):
-    """Tiny CNN telling identity A from B on masked aligned faces."""
+    """Tiny CNN telling identity A from B on masked, colour-normalised aligned faces.
+
+    It sees grey levels standardised inside the face mask, so it judges facial features, not
+    the lighting or skin tone that the swapper's colour transfer deliberately keeps.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 2))
@@ -74,7 +78,7 @@ class IdentityClassifier(nn.Module):
 
 def train_classifier(faces_a: torch.Tensor, faces_b: torch.Tensor, steps: int = 300
                      ) -> IdentityClassifier:
-    """Fit the classifier on masked training faces of both identities (with flips)."""
+    """Fit the classifier on training faces of both identities (flips and small shifts)."""
     torch.manual_seed(0)
     model = IdentityClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -85,6 +89,8 @@ def train_classifier(faces_a: torch.Tensor, faces_b: torch.Tensor, steps: int = 
         batch = images[picks]
         flip = torch.rand(32) < 0.5
         batch[flip] = batch[flip].flip(-1)
+        shift = [int(v) for v in torch.randint(-3, 4, (2,))]
+        batch = torch.roll(batch, shifts=shift, dims=(2, 3))
         loss = F.cross_entropy(model(batch), labels[picks])
         optimizer.zero_grad()
         loss.backward()
@@ -93,8 +99,12 @@ def train_classifier(faces_a: torch.Tensor, faces_b: torch.Tensor, steps: int = 
 
 
 def masked(faces: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Faces with everything outside the face mask blacked out."""
-    return faces * masks
+    """Grey faces standardised inside the mask, zero outside: [N,1,S,S]."""
+    grey = (faces * torch.tensor([0.114, 0.587, 0.299]).reshape(1, 3, 1, 1)).sum(1, keepdim=True)
+    weight = masks.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
+    mean = (grey * masks).sum(dim=(2, 3), keepdim=True) / weight
+    std = torch.sqrt((((grey - mean) ** 2) * masks).sum(dim=(2, 3), keepdim=True) / weight + 1e-6)
+    return (grey - mean) / std * masks
 
 
 def holdout_frames(dataset: Path, identity: str) -> list[int]:

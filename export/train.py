@@ -22,6 +22,9 @@ from tqdm import tqdm
 
 from swaptron.export.autoencoder import PRESETS, FaceAutoencoder
 
+MOUTH_POINTS = (13, 14, 61, 291, 0, 17)
+RIGHT_EYE_POINTS = (33, 133, 159, 145)
+LEFT_EYE_POINTS = (362, 263, 386, 374)
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "autoencoder.safetensors"
 HISTORY = "history.json"
@@ -52,10 +55,12 @@ class TrainOptions:
 
 @dataclass
 class Faces:
-    """One identity's training faces in memory: [N,3,S,S] in [0,1] and masks [N,1,S,S]."""
+    """One identity's faces in memory: [N,3,S,S] in [0,1], masks and eye/mouth weights
+    [N,1,S,S]."""
 
     images: torch.Tensor
     masks: torch.Tensor
+    regions: torch.Tensor
 
 
 @dataclass
@@ -79,8 +84,32 @@ def load_faces(dataset: Path, identity: str, split: str = "train") -> Faces:
     images = np.stack([cv2.imread(str(folder / "faces" / r["file"])) for r in records])
     masks = np.stack([cv2.imread(str(folder / "masks" / r["file"]), cv2.IMREAD_GRAYSCALE)
                       for r in records])
+    landmarks = torch.tensor(np.array([r["landmarks"] for r in records]), dtype=torch.float32)
     return Faces(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0,
-                 torch.from_numpy(masks).unsqueeze(1).float() / 255.0)
+                 torch.from_numpy(masks).unsqueeze(1).float() / 255.0,
+                 feature_regions(landmarks, images.shape[1]))
+
+
+def feature_regions(landmarks: torch.Tensor, face_size: int) -> torch.Tensor:
+    """[N,1,S,S] soft blobs over the eyes and the mouth of aligned faces (in [0,1]).
+
+    landmarks [N,468,2] in frame pixels are aligned with the swapper's own similarity; the
+    blobs weight the loss where expressions live and where an autoencoder blurs first.
+    """
+    from swaptron.export.face_template import load_template
+    from swaptron.export.geometry import apply_affine, pixel_centres
+    from swaptron.export.swapper import alignment
+
+    template = torch.from_numpy(load_template() * face_size).float()
+    aligned = apply_affine(landmarks[:, None], alignment(landmarks[:, None], template))[:, 0]
+    points = pixel_centres(face_size, face_size)[:, 0:2]  # [P,2]
+    regions = torch.zeros(len(landmarks), face_size * face_size)
+    for group, spread in ((MOUTH_POINTS, 0.09), (RIGHT_EYE_POINTS, 0.06),
+                          (LEFT_EYE_POINTS, 0.06)):
+        centre = aligned[:, list(group)].mean(dim=1)  # [N,2]
+        distance2 = ((points[None] - centre[:, None]) ** 2).sum(-1)
+        regions = torch.maximum(regions, torch.exp(-distance2 / (2 * (spread * face_size) ** 2)))
+    return regions.reshape(-1, 1, face_size, face_size)
 
 
 def random_affine(batch: int, strength: float, generator: torch.Generator) -> torch.Tensor:
@@ -122,14 +151,14 @@ def colour_jitter(images: torch.Tensor, parameters: torch.Tensor) -> torch.Tenso
 
 
 def augment(faces: Faces, indices: torch.Tensor, generator: torch.Generator
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(warped input, target, target mask) for a batch of one identity.
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(warped input, target, target mask and eye/mouth weights) for one identity's batch.
 
     Input and target share one random affine, flip and colour change; only the input is warped.
     """
     images, masks = faces.images[indices], faces.masks[indices]
     count, size = len(indices), images.shape[-1]
-    layers = torch.cat([images, masks], dim=1)
+    layers = torch.cat([images, masks, faces.regions[indices]], dim=1)
     grid = F.affine_grid(random_affine(count, 1.0, generator), list(layers.shape),
                          align_corners=False)
     target = F.grid_sample(layers, grid, mode="bilinear", padding_mode="reflection",
@@ -137,7 +166,8 @@ def augment(faces: Faces, indices: torch.Tensor, generator: torch.Generator
     warped = F.grid_sample(images, grid + random_warp(count, size, generator), mode="bilinear",
                            padding_mode="reflection", align_corners=False)
     colours = jitter_parameters(count, generator)
-    return colour_jitter(warped, colours), colour_jitter(target[:, 0:3], colours), target[:, 3:4]
+    return (colour_jitter(warped, colours), colour_jitter(target[:, 0:3], colours),
+            target[:, 3:4], target[:, 4:5])
 
 
 def gaussian_window(size: int = 7, sigma: float = 1.5) -> torch.Tensor:
@@ -168,10 +198,11 @@ def dssim(prediction: torch.Tensor, target: torch.Tensor, window: torch.Tensor) 
 
 
 def reconstruction_loss(prediction: torch.Tensor, mask_logit: torch.Tensor,
-                        target: torch.Tensor, target_mask: torch.Tensor, window: torch.Tensor,
-                        mask_loss: bool) -> torch.Tensor:
-    """L1 + 2*DSSIM, weighted 4x inside the face mask, plus the mask's BCE."""
-    weight = 0.25 + target_mask
+                        target: torch.Tensor, target_mask: torch.Tensor, regions: torch.Tensor,
+                        window: torch.Tensor, mask_loss: bool) -> torch.Tensor:
+    """L1 + 2*DSSIM weighted 4x inside the face mask and up to 4x more on the eyes and mouth,
+    plus the mask's BCE."""
+    weight = 0.25 + target_mask + 3.0 * regions
     l1 = ((prediction - target).abs() * weight).mean()
     structural = (dssim(prediction, target, window) * weight).mean()
     loss = l1 + 2.0 * structural
@@ -241,10 +272,11 @@ def train(options: TrainOptions) -> tuple[FaceAutoencoder, History]:
         for name, data in faces.items():
             picks = torch.randint(0, data.images.shape[0], (options.batch_size,),
                                   generator=generator)
-            warped, target, target_mask = (t.to(device) for t in augment(data, picks, generator))
+            warped, target, target_mask, regions = (t.to(device) for t in
+                                                    augment(data, picks, generator))
             prediction, mask_logit = model(warped, name)
             loss = loss + reconstruction_loss(prediction, mask_logit, target, target_mask,
-                                              window, options.mask_loss)
+                                              regions, window, options.mask_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
