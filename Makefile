@@ -46,11 +46,12 @@ lint: $(STAMP)
 bench: setup
 	@$(BIN)/swaptron bench
 
-# Rebuild the committed demo identities from Megamind.avi (about an hour on 2 CPU cores).
+# Rebuild the demo identities from Megamind.avi (100 minutes on 2 CPU cores).
 demo-weights: setup
 	@$(BIN)/swaptron export >/dev/null
 	@$(BIN)/swaptron extract
-	@$(BIN)/swaptron train --minutes 55 --threads 2
+	@$(BIN)/swaptron train --minutes 100 --threads 2
+	@$(BIN)/swaptron evaluate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

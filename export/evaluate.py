@@ -222,6 +222,7 @@ def evaluate(dataset: Path, weights: Path, identities: tuple[str, str] = ("a", "
         real = torch.cat([classifier(masked(f.images, f.masks)).argmax(1) == label
                           for label, f in enumerate(holdout_faces.values())])
     swap_rates, pose_errors, openings, seams = {}, [], [], []
+    opening_directions: list[str] = []
     for source_label, name in enumerate(identities):
         direction = next(d for d, target in DIRECTIONS.items() if target != name)
         pipeline = build_pipeline(PipelineOptions(weights=weights, direction=direction))
@@ -237,6 +238,7 @@ def evaluate(dataset: Path, weights: Path, identities: tuple[str, str] = ("a", "
             pose_errors.append(np.abs(euler_degrees(
                 rotation_between(item.mesh_in[rigid], item.mesh_out[rigid]))))
             openings.append((mouth_opening(item.landmarks_in), mouth_opening(item.landmarks_out)))
+            opening_directions.append(direction)
     pose = np.mean(pose_errors, axis=0) if pose_errors else np.full(3, np.nan)
     opening = np.array(openings)
     recon = recon_errors(weights, dataset, list(identities))
@@ -249,12 +251,20 @@ def evaluate(dataset: Path, weights: Path, identities: tuple[str, str] = ("a", "
         "pose_error_deg": round(float(pose.mean()), 2),
         "pose_error_by_axis_deg": dict(zip(("yaw", "pitch", "roll"),
                                            (round(float(v), 2) for v in pose), strict=True)),
-        "mouth_corr": round(float(np.corrcoef(opening[:, 0], opening[:, 1])[0, 1]), 3)
-        if len(opening) > 2 else float("nan"),
+        "mouth_corr": correlation(opening),
+        "mouth_corr_by_direction": {d: correlation(opening[np.array(opening_directions) == d])
+                                    for d in swap_rates},
         "seam_ratio": round(float(np.mean(seams)), 3),
         "holdout_frames": int(sum(len(holdout_frames(dataset, n)) for n in identities)),
         "faces_found_again": len(pose_errors),
     }
+
+
+def correlation(pairs: np.ndarray) -> float:
+    """Pearson correlation of the two columns, rounded; NaN with fewer than 3 pairs."""
+    if len(pairs) < 3:
+        return float("nan")
+    return round(float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1]), 3)
 
 
 def meets(card: dict[str, object]) -> dict[str, bool]:
@@ -276,7 +286,8 @@ def write_card(dataset: Path, output: Path) -> dict[str, object]:
     card["targets"] = {k: f"{sense} {bar}" for k, (sense, bar) in TARGETS.items()}
     card["meets_targets"] = meets(card)
     (output / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    plot_loss(history.get("losses", []), output / "loss.png")
+    plot_loss(history.get("losses", []), int(history.get("loss_stride", 1)),  # type: ignore[call-overload]
+              output / "loss.png")
     (output / "TRAINING.md").write_text(training_markdown(card, dataset))
     return card
 
@@ -290,8 +301,8 @@ def load_history(output: Path) -> dict[str, object]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def plot_loss(losses: list[float], path: Path) -> None:
-    """Loss curve (raw and smoothed) as PNG."""
+def plot_loss(losses: list[float], stride: int, path: Path) -> None:
+    """Loss curve (raw and smoothed) as PNG; each value is the mean of `stride` steps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -302,17 +313,40 @@ def plot_loss(losses: list[float], path: Path) -> None:
         values = np.array(losses)
         window = max(1, len(values) // 100)
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        axis.plot(values, color="#bbbbbb", linewidth=0.5, label="loss")
-        axis.plot(np.arange(len(smooth)) + window // 2, smooth, color="#1f77b4",
+        steps = np.arange(len(values)) * stride
+        axis.plot(steps, values, color="#bbbbbb", linewidth=0.5, label="loss")
+        axis.plot(steps[window // 2:window // 2 + len(smooth)], smooth, color="#1f77b4",
                   label=f"mean of {window}")
         axis.set_yscale("log")
         axis.legend()
     axis.set_xlabel("step")
-    axis.set_ylabel("L1 + 2 DSSIM + mask BCE")
+    axis.set_ylabel("weighted L1 + 2 DSSIM + mask BCE")
     axis.set_title("swap autoencoder training loss")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def identity_lines(dataset: Path, card: dict[str, object]) -> list[str]:
+    """One line per identity: its source and the frames its faces came from."""
+    lines = []
+    for name in card["recon_error_by_identity"]:  # type: ignore[attr-defined]
+        meta = json.loads((dataset / name / "meta.json").read_text())
+        frames = sorted(face["frame"] for face in meta["faces"])
+        lines.append(f"- identity `{name}`: {len(frames)} faces from "
+                     f"`{Path(meta['source']).name}`, frames {frame_ranges(frames)}")
+    return lines
+
+
+def frame_ranges(frames: list[int]) -> str:
+    """[0, 1, 2, 5, 6] -> '0-2, 5-6'."""
+    ranges: list[list[int]] = []
+    for frame in frames:
+        if ranges and frame == ranges[-1][1] + 1:
+            ranges[-1][1] = frame
+        else:
+            ranges.append([frame, frame])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
 
 
 def training_markdown(card: dict[str, object], dataset: Path) -> str:
@@ -322,10 +356,11 @@ def training_markdown(card: dict[str, object], dataset: Path) -> str:
         verdict = "meets" if card["meets_targets"][key] else "misses"  # type: ignore[index]
         rows.append(f"| `{key}` | {card[key]} | {sense} {bar} | {verdict} |")
     return "\n".join([
-        "# Training card: Megamind demo identities",
+        f"# Training card: {dataset.name}",
         "",
-        "Identity `a`: the woman (frames 0-97, 154-199); identity `b`: the man (98-153, "
-        "200-269). Every fifth extracted face of each is held out; every number below is "
+        *identity_lines(dataset, card),
+        "",
+        "Every fifth extracted face of each identity is held out; every number below is "
         "measured on those held-out frames through the real swap pipeline.",
         "",
         f"- steps: {card['steps']}, training minutes: {float(card['minutes']):.1f} (CPU)",
@@ -336,6 +371,7 @@ def training_markdown(card: dict[str, object], dataset: Path) -> str:
         f"- swap rate by direction: {card['swap_rate_by_direction']} (classifier accuracy on "
         f"real held-out faces: {card['classifier_holdout_accuracy']})",
         f"- pose error by axis (degrees): {card['pose_error_by_axis_deg']}",
+        f"- mouth opening correlation by direction: {card['mouth_corr_by_direction']}",
         "",
         "| metric | value | target | |",
         "|---|---|---|---|",
@@ -343,7 +379,8 @@ def training_markdown(card: dict[str, object], dataset: Path) -> str:
         "",
         "![loss](loss.png)",
         "",
-        "Reproduce: `swaptron extract && swaptron train --minutes 55 --threads 2` "
-        f"(dataset in `{dataset.name}`), then `swaptron evaluate`.",
+        "Reproduce: `swaptron extract && swaptron train --minutes "
+        f"{round(float(card['minutes']))} --threads 2` (dataset in `{dataset.name}`), then "
+        "`swaptron evaluate`.",
         "",
     ])
