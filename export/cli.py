@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--instances", type=int, default=1, help="instances per network")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per instance")
-    parser.add_argument("--queue-delay-us", type=int, default=500,
+    parser.add_argument("--queue-delay-us", type=int, default=100,
                         help="dynamic batcher's longest wait for a fuller batch")
     parser.add_argument("--no-dynamic-batching", action="store_true")
     parser.add_argument("--fp16", action="store_true", help="tensorrt: allow FP16 kernels")

@@ -44,7 +44,7 @@ class ServingOptions:
     target: str = "python-ort"
     max_batch_size: int = 8
     dynamic_batching: bool = True
-    queue_delay_us: int = 500
+    queue_delay_us: int = 100
     preferred_batch_sizes: tuple[int, ...] = (4, 8)
     instances: int = 1
     intra_op_threads: int = 1
