@@ -44,6 +44,8 @@ VARIANTS = (
             "dynamic batching off: every request runs alone"),
     Variant("instances-2", ServingOptions(instances=2),
             "2 instances per network, dynamic batching on"),
+    Variant("threads-2", ServingOptions(intra_op_threads=2),
+            "2 ONNX Runtime threads per network, dynamic batching on"),
 )
 
 
