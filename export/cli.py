@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="S, only for random weights (trained weights fix it)")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--instances", type=int, default=1, help="instances per network")
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per instance")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per instance")
+    parser.add_argument("--spin", action="store_true",
+                        help="python-ort: let idle ONNX Runtime threads spin (ORT's default; "
+                             "they then take CPU the other networks need)")
     parser.add_argument("--queue-delay-us", type=int, default=100,
                         help="dynamic batcher's longest wait for a fuller batch")
     parser.add_argument("--no-dynamic-batching", action="store_true")
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     serving = ServingOptions(target=args.target, max_batch_size=args.max_batch_size,
                              dynamic_batching=not args.no_dynamic_batching,
                              queue_delay_us=args.queue_delay_us, instances=args.instances,
-                             intra_op_threads=args.threads)
+                             intra_op_threads=args.threads,
+                             intra_op_spinning=args.spin)
     profiles = ProfileOptions(max_batch=args.max_batch_size, opt_frame=args.opt_frame,
                               fp16=args.fp16)
     output = args.output or DEFAULT_OUTPUTS[args.target]

@@ -47,7 +47,8 @@ class ServingOptions:
     queue_delay_us: int = 100
     preferred_batch_sizes: tuple[int, ...] = (4, 8)
     instances: int = 1
-    intra_op_threads: int = 1
+    intra_op_threads: int = 2
+    intra_op_spinning: bool = False
 
 
 def data_type(spec: TensorSpec) -> int:
@@ -82,6 +83,7 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         set_parameter(config, "onnx_file", "model.onnx")
         set_parameter(config, "intra_op_threads", str(options.intra_op_threads))
         set_parameter(config, "inter_op_threads", "1")
+        set_parameter(config, "intra_op_spinning", "1" if options.intra_op_spinning else "0")
         if spec.inputs[0].name == "FRAME":
             set_parameter(config, "frame_input", "FRAME")
             set_parameter(config, "frame_min_side", str(FRAME_MIN_SIDE))

@@ -50,6 +50,8 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get("intra_op_threads", "1"))
         options.inter_op_num_threads = int(parameters.get("inter_op_threads", "1"))
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         parameters.get("intra_op_spinning", "0"))
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(folder / parameters["onnx_file"]), options,
                                             providers=["CPUExecutionProvider"])

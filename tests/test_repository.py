@@ -68,6 +68,8 @@ def test_committed_configs_parse_and_wire_the_ensemble() -> None:
         assert list(config.dynamic_batching.preferred_batch_size)
         assert config.instance_group[0].count >= 1
         assert config.model_warmup[0].inputs["FRAME"].dims == [528, 720, 3]
+        # idle ONNX Runtime threads must sleep: spinning ones starve the other networks
+        assert config.parameters["intra_op_spinning"].string_value == "0"
 
 
 def test_committed_configs_are_what_export_generates(exported_repository: Path) -> None:
