@@ -457,8 +457,8 @@ def prepare_inputs(repository: Path, plan: BenchPlan, work: Path, found: Collect
         frames = assets.read_frames(video)
     except assets.AssetError as error:
         raise BenchError(str(error)) from error
-    chain = inputs.open_chain(repository, variants.find_variant("default").serving
-                              .intra_op_threads)
+    serving = variants.find_variant("default").serving
+    chain = inputs.open_chain(repository, serving.intra_op_threads, serving.intra_op_spinning)
     indices = inputs.one_face_frames(chain, frames, plan.perf_frames)
     if not indices:
         raise BenchError(f"no frame of {video} has exactly one face: check the detector export")

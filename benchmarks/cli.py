@@ -54,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "are then skipped")
     parser.add_argument("--variants", type=name_list, default=None,
                         help="config variants to serve, comma-separated, from default, "
-                             "no-batching, instances-2, threads-2 (default: all; --quick: "
-                             "default,no-batching)")
+                             "no-batching, instances-2, threads-1, spinning (default: all; "
+                             "--quick: default,no-batching)")
     parser.add_argument("--concurrency", type=int_list, default=None,
                         help="perf_analyzer concurrency levels (default 1,2,4,8; --quick 1,2,4)")
     parser.add_argument("--seconds", type=positive_seconds, default=None,

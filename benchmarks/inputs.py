@@ -47,13 +47,15 @@ class OrtChain:
         return tensors, seconds
 
 
-def open_chain(repository: Path, intra_op_threads: int = 1) -> OrtChain:
+def open_chain(repository: Path, intra_op_threads: int = 1, spinning: bool = False) -> OrtChain:
     """Sessions on a repository's `<network>/1/model.onnx`, configured as `server/ort_model.py`."""
     sessions = {}
     for network in NETWORKS:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = repository / network / "1" / "model.onnx"
         sessions[network] = ort.InferenceSession(str(path), options,

@@ -73,7 +73,9 @@ def baselines_table(results: Results) -> str:
     baselines = results["baselines"]
     in_process = baselines["in_process"]
     chain = in_process["latency_ms"]
-    rows = [[f"in-process chain (3 ORT sessions, {in_process['intra_op_threads']} thread each)",
+    threads = int(in_process["intra_op_threads"])
+    plural = "s" if threads > 1 else ""
+    rows = [[f"in-process chain (3 ORT sessions, {threads} thread{plural} each)",
              cell(in_process["fps"]), cell(chain["p50"]), cell(chain["p95"]), cell(chain["p99"]),
              cell(chain["p95"]), "–", str(in_process["frames"])]]
     for key, run in baselines["runs"].items():

@@ -39,13 +39,16 @@ class Variant:
 
 VARIANTS = (
     Variant("default", ServingOptions(),
-            "as `swaptron export` writes it: dynamic batching, 1 instance, 1 thread per network"),
+            "as `swaptron export` writes it: dynamic batching, 1 instance, 2 ONNX Runtime threads "
+            "per network that sleep when idle"),
     Variant("no-batching", ServingOptions(dynamic_batching=False),
             "dynamic batching off: every request runs alone"),
     Variant("instances-2", ServingOptions(instances=2),
             "2 instances per network, dynamic batching on"),
-    Variant("threads-2", ServingOptions(intra_op_threads=2),
-            "2 ONNX Runtime threads per network, dynamic batching on"),
+    Variant("threads-1", ServingOptions(intra_op_threads=1),
+            "1 ONNX Runtime thread per network, dynamic batching on"),
+    Variant("spinning", ServingOptions(intra_op_spinning=True),
+            "2 threads per network that spin while idle (ONNX Runtime's default)"),
 )
 
 
