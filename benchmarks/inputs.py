@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from swaptron.server.ort_session import cpu_session
+
 NETWORKS = ("detector", "landmarker", "swapper")
 FACE_SCORE = 0.5
 ANCHOR_FRAME = 120  # one face, as the export checks on
@@ -48,18 +50,11 @@ class OrtChain:
 
 
 def open_chain(repository: Path, intra_op_threads: int = 1, spinning: bool = False) -> OrtChain:
-    """Sessions on a repository's `<network>/1/model.onnx`, configured as `server/ort_model.py`."""
+    """Sessions on a repository's `<network>/1/model.onnx`, opened like the served models."""
     sessions = {}
     for network in NETWORKS:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning",
-                                         "1" if spinning else "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        path = repository / network / "1" / "model.onnx"
-        sessions[network] = ort.InferenceSession(str(path), options,
-                                                 providers=["CPUExecutionProvider"])
+        sessions[network] = cpu_session(repository / network / "1" / "model.onnx",
+                                        intra_op_threads, spinning)
     return OrtChain(sessions, intra_op_threads)
 
 

@@ -14,6 +14,7 @@ import onnxruntime as ort
 import torch
 
 from swaptron.export.specs import ModelSpec
+from swaptron.server.ort_session import cpu_session
 
 OPSET = 17
 FINGERPRINT_KEY = "swaptron_fingerprint"
@@ -72,10 +73,7 @@ def fingerprint(parts: dict[str, object], files: list[Path]) -> str:
 
 def session(path: Path, threads: int = 1) -> ort.InferenceSession:
     """A CPU ONNX Runtime session for an exported graph."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return cpu_session(path, threads)
 
 
 def max_difference(path: Path, module: torch.nn.Module, spec: ModelSpec,

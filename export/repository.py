@@ -82,7 +82,6 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         group.kind = mc.ModelInstanceGroup.KIND_CPU
         set_parameter(config, "onnx_file", "model.onnx")
         set_parameter(config, "intra_op_threads", str(options.intra_op_threads))
-        set_parameter(config, "inter_op_threads", "1")
         set_parameter(config, "intra_op_spinning", "1" if options.intra_op_spinning else "0")
         if spec.inputs[0].name == "FRAME":
             set_parameter(config, "frame_input", "FRAME")

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+
+from swaptron.server.ort_session import cpu_session
 
 ORT_ERRORS = (Fail, InvalidArgument, RuntimeException)
 
@@ -47,14 +48,9 @@ class TritonPythonModel:
         parameters = config_parameters(config)
         self.model_name = args["model_name"]
         folder = Path(args["model_repository"]) / args["model_version"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(parameters.get("intra_op_threads", "1"))
-        options.inter_op_num_threads = int(parameters.get("inter_op_threads", "1"))
-        options.add_session_config_entry("session.intra_op.allow_spinning",
-                                         parameters.get("intra_op_spinning", "0"))
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(folder / parameters["onnx_file"]), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = cpu_session(folder / parameters["onnx_file"],
+                                   int(parameters.get("intra_op_threads", "1")),
+                                   parameters.get("intra_op_spinning", "0") == "1")
         self.input_names = [spec["name"] for spec in config["input"]]
         self.output_names = [spec["name"] for spec in config["output"]]
         self.output_types = {spec["name"]: pb_utils.triton_string_to_numpy(spec["data_type"])
