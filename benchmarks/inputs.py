@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from swaptron.export.specs import ENSEMBLE_MAX_BATCH
 from swaptron.server.ort_session import cpu_session
 
 NETWORKS = ("detector", "landmarker", "swapper")
@@ -80,9 +81,12 @@ def entry(array: np.ndarray) -> dict[str, object]:
     return {"b64": base64.b64encode(data.tobytes()).decode("ascii"), "shape": list(data.shape)}
 
 
-def write_input_data(samples: list[dict[str, np.ndarray]], names: list[str], path: Path) -> Path:
-    """perf_analyzer `--input-data` file: one step per sample, tensors without the batch axis."""
-    steps = [{name: entry(sample[name][0]) for name in names} for sample in samples]
+def write_input_data(samples: list[dict[str, np.ndarray]], names: list[str], path: Path,
+                     batch_axis: bool = False) -> Path:
+    """perf_analyzer `--input-data` file: one step per sample; tensors keep their batch axis of 1
+    only for a non-batching model (the ensemble)."""
+    steps = [{name: entry(sample[name] if batch_axis else sample[name][0]) for name in names}
+             for sample in samples]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"data": steps}))
     return path
@@ -92,7 +96,8 @@ def input_data_files(chain: OrtChain, frames: list[np.ndarray], indices: list[in
                      folder: Path) -> dict[str, Path]:
     """An input-data file per model (`faceswap` and each network) from the chosen frames."""
     samples = [chain.run(frames[i])[0] for i in indices]
-    files = {"faceswap": write_input_data(samples, ["FRAME"], folder / "faceswap.json")}
+    files = {"faceswap": write_input_data(samples, ["FRAME"], folder / "faceswap.json",
+                                          batch_axis=ENSEMBLE_MAX_BATCH == 0)}
     for network in NETWORKS:
         files[network] = write_input_data(samples, chain.inputs_of(network),
                                           folder / f"{network}.json")

@@ -100,9 +100,9 @@ class FaceFinder:
     def find(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """FACES [K,5], LANDMARKS [K,468,2], PRESENCE [K] of one frame."""
         batch = frame[None]
-        faces, keypoints = self.detector.run(None, {"FRAME": batch})
+        faces, keypoints = self.detector.run(["FACES", "KEYPOINTS"], {"FRAME": batch})
         landmarks, presence = self.landmarker.run(
-            None, {"FRAME": batch, "FACES": faces, "KEYPOINTS": keypoints})
+            ["LANDMARKS", "PRESENCE"], {"FRAME": batch, "FACES": faces, "KEYPOINTS": keypoints})
         return faces[0], landmarks[0], presence[0]
 
 

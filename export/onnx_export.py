@@ -32,6 +32,27 @@ def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
     return axes
 
 
+class Published(torch.nn.Module):
+    """A network with the published copies of its outputs appended (Identity nodes in ONNX)."""
+
+    def __init__(self, network: torch.nn.Module, copy_sources: list[int]) -> None:
+        super().__init__()
+        self.network = network
+        self.copy_sources = copy_sources
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The network's outputs, then a copy of each published one."""
+        outputs = self.network(*inputs)
+        if isinstance(outputs, torch.Tensor):
+            outputs = (outputs,)
+        return (*outputs, *(outputs[i].clone() for i in self.copy_sources))
+
+
+def graph_module(module: torch.nn.Module, spec: ModelSpec) -> torch.nn.Module:
+    """What is traced for a spec: the network, with its published copies when it has any."""
+    return Published(module, spec.copy_sources()) if spec.publishes else module
+
+
 def to_onnx(module: torch.nn.Module, spec: ModelSpec, example: dict[str, np.ndarray],
             fingerprint: str) -> onnx.ModelProto:
     """Trace the module on example inputs into an ONNX model with the spec's tensor names."""
@@ -40,8 +61,9 @@ def to_onnx(module: torch.nn.Module, spec: ModelSpec, example: dict[str, np.ndar
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
-        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET,
-                          input_names=spec.input_names(), output_names=spec.output_names(),
+        torch.onnx.export(graph_module(module, spec), args, buffer, dynamo=False,
+                          opset_version=OPSET, input_names=spec.input_names(),
+                          output_names=spec.output_names(),
                           dynamic_axes=dynamic_axes(spec), do_constant_folding=True)
     model = onnx.load_from_string(buffer.getvalue())
     model.doc_string = spec.description
@@ -83,8 +105,8 @@ def max_difference(path: Path, module: torch.nn.Module, spec: ModelSpec,
     feeds = {name: inputs[name] for name in spec.input_names()}
     onnx_outputs = runtime.run(spec.output_names(), feeds)
     with torch.no_grad():
-        torch_outputs = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n]))
-                                 for n in spec.input_names()))
+        torch_outputs = graph_module(module, spec)(
+            *(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in spec.input_names()))
     if isinstance(torch_outputs, torch.Tensor):
         torch_outputs = (torch_outputs,)
     return {name: float(np.abs(a.astype(np.float64) - b.numpy().astype(np.float64)).max())

@@ -17,6 +17,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from swaptron.export.specs import (
     ENSEMBLE,
+    ENSEMBLE_MAX_BATCH,
     FRAME_MAX_PIXELS,
     FRAME_MAX_SIDE,
     FRAME_MIN_SIDE,
@@ -117,8 +118,7 @@ def warmup_config(spec: ModelSpec, warmup: dict[str, np.ndarray]) -> mc.ModelWar
 def ensemble_config(max_faces: int, options: ServingOptions) -> mc.ModelConfig:
     """The `faceswap` ensemble: detector -> landmarker -> swapper."""
     inputs, outputs = ensemble_io(max_faces)
-    config = mc.ModelConfig(name=ENSEMBLE, platform="ensemble",
-                            max_batch_size=options.max_batch_size)
+    config = mc.ModelConfig(name=ENSEMBLE, platform="ensemble", max_batch_size=ENSEMBLE_MAX_BATCH)
     config.input.extend(tensor_config(t, mc.ModelInput) for t in inputs)
     config.output.extend(tensor_config(t, mc.ModelOutput) for t in outputs)
     for step in ensemble_steps():

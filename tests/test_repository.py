@@ -45,7 +45,8 @@ def check_ensemble(configs: dict[str, mc.ModelConfig]) -> None:
             for output in ensemble.output:
                 if output.name == value:
                     assert output.data_type == produced.data_type
-                    assert list(output.dims) == list(produced.dims)
+                    dims = list(output.dims)[1:] if ensemble.max_batch_size == 0 else output.dims
+                    assert list(dims) == list(produced.dims)
         available |= set(step.output_map.values())
     assert {t.name for t in ensemble.output} <= available
     for step in ensemble.ensemble_scheduling.step:
