@@ -4,9 +4,57 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from swaptron.client.metrics import StreamMetrics
+    from swaptron.client.sinks import VideoSink
+    from swaptron.client.sources import FrameSource
+    from swaptron.client.stream import StreamOptions
+
+EXIT_OK = 0
+EXIT_FRAMES_FAILED = 1
+EXIT_ERROR = 2
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,90 +63,153 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera number (default 0), video file or image folder")
     parser.add_argument("--realtime", action="store_true",
                         help="play a file at its frame rate as a camera would; late frames drop")
-    parser.add_argument("--fps", type=float, default=None, help="replay rate for --realtime")
+    parser.add_argument("--fps", type=positive_float, default=None,
+                        help="replay rate for --realtime")
     parser.add_argument("--loop", action="store_true", help="start the file again at its end")
-    parser.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
     parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
     parser.add_argument("--model", default="faceswap")
     parser.add_argument("--mode", choices=("stream", "serial"), default="stream",
                         help="stream: pipelined (default); serial: one blocking call per frame")
-    parser.add_argument("--max-inflight", type=int, default=2,
+    parser.add_argument("--max-inflight", type=positive_int, default=2,
                         help="frames waiting for an answer at once (stream mode)")
     parser.add_argument("--shm", action="store_true",
-                        help="pass frames through system shared memory (server on this host)")
+                        help="pass frames through system shared memory (server on this host; "
+                             "registering needs the admin key: SWAPTRON_ADMIN_KEY or the key "
+                             "file `swaptron serve` writes)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="write the swapped video here (.mp4/.avi), or PNG frames into this "
-                             "folder when it has no suffix")
-    parser.add_argument("--report", type=Path, default=None, help="write the JSON report here")
+                        help="write the swapped video here (.mp4/.avi: one frame per captured "
+                             "frame, a dropped or failed one repeats the last swapped frame), "
+                             "or PNG frames (received ones only) into this folder when it has "
+                             "no suffix")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="write the JSON report here (on every exit)")
+    parser.add_argument("--max-failed", type=fraction, default=0.0,
+                        help="fraction of captured frames that may fail before the exit code "
+                             "says so (default 0: any failed frame exits 1)")
     parser.add_argument("--no-display", action="store_true", help="no window")
     parser.add_argument("--virtual-camera", action="store_true",
                         help="send swapped frames to a virtual camera (pyvirtualcam)")
-    parser.add_argument("--connect-timeout", type=float, default=30.0,
+    parser.add_argument("--connect-timeout", type=positive_float, default=30.0,
                         help="seconds to wait for the server at start and after a loss")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Stream, then print the report table and save the JSON report."""
-    from swaptron.client.metrics import StreamMetrics, build_report, format_table, write_report
-    from swaptron.client.sinks import (
-        DisplaySink,
-        SinkError,
-        VideoSink,
-        VirtualCameraSink,
-        display_available,
-    )
-    from swaptron.client.sources import FrameSource, SourceError, SourceOptions
-    from swaptron.client.stream import Delivery, Streamer, StreamError, StreamOptions
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while streaming, so the report is still written."""
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
 
-    if args.max_inflight < 1:
-        print("error: --max-inflight must be at least 1")
-        return 2
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def failed_too_many(report: dict[str, object], allowed: float) -> bool:
+    """True when more than `allowed` of the captured frames failed (any, when allowed is 0)."""
+    failed = int(report["frames_failed"])  # type: ignore[arg-type]
+    captured = int(report["frames_captured"])  # type: ignore[arg-type]
+    return failed > 0 and failed > allowed * captured
+
+
+def run(args: argparse.Namespace) -> int:
+    """Stream, then print the report table and save the JSON report (whatever ended the run)."""
+    from swaptron.client.metrics import (
+        ReportError,
+        StreamMetrics,
+        build_report,
+        check_report_path,
+        format_table,
+        write_report,
+    )
+    from swaptron.client.sinks import SinkError, VideoSink
+    from swaptron.client.sources import FrameSource, SourceError, SourceOptions
+    from swaptron.client.stream import StreamOptions
+
+    try:
+        if args.report:
+            check_report_path(args.report)
         source = FrameSource(SourceOptions(args.source, args.realtime, args.fps, args.loop,
                                            args.frames))
-    except SourceError as error:
+    except (SourceError, ReportError) as error:
         print(f"error: {error}")
-        return 2
+        return EXIT_ERROR
     options = StreamOptions(url=args.url, model=args.model, mode=args.mode,
                             max_inflight=1 if args.mode == "serial" else args.max_inflight,
                             shm=args.shm, connect_timeout_s=args.connect_timeout,
                             reconnect_timeout_s=args.connect_timeout, live=not args.quiet)
     metrics = StreamMetrics(origin=time.monotonic())
-    video = VideoSink(args.output, source.fps) if args.output else None
-    display = None
-    camera = None
+    video: VideoSink | None = None
+    with terminate_as_interrupt():
+        try:
+            if args.output:
+                video = VideoSink(args.output, source.fps, source.frame_size())
+            outcome = stream_frames(source, options, metrics, video, args)
+        except SinkError as error:
+            print(f"error: {error}")
+            outcome = f"error: {error}"
+        finally:
+            source.close()
+            if video is not None:
+                video.close()
+        settings = {"mode": args.mode, "source": args.source, "url": args.url,
+                    "model": args.model, "realtime": args.realtime or source.is_camera,
+                    "source_fps": round(source.fps, 3), "max_inflight": options.max_inflight,
+                    "shm": args.shm, "output": str(args.output) if args.output else None,
+                    "outcome": outcome}
+        report = build_report(metrics, settings)
+        print(format_table(report))
+        if args.report:
+            write_report(report, args.report)
+            print(f"report: {args.report}")
+    if video is not None:
+        print(f"video: {args.output} ({video.written} frames, {video.repeated} of them "
+              "repeating the last swapped frame for a dropped or failed one)")
+    sys.stdout.flush()
+    if outcome.startswith("error"):
+        return EXIT_ERROR
+    if failed_too_many(report, args.max_failed):
+        print(f"error: {report['frames_failed']} of {report['frames_captured']} frames failed "
+              f"(--max-failed {args.max_failed})")
+        return EXIT_FRAMES_FAILED
+    return EXIT_OK
+
+
+def stream_frames(source: FrameSource, options: StreamOptions, metrics: StreamMetrics,
+                  video: VideoSink | None, args: argparse.Namespace) -> str:
+    """Run the streamer with its sinks; returns how the run ended ("completed", "stopped ...",
+    or "error: ...")."""
+    from swaptron.client.shm import ShmError
+    from swaptron.client.sinks import (
+        DisplaySink,
+        SinkError,
+        VirtualCameraSink,
+        display_available,
+    )
+    from swaptron.client.stream import Delivery, Streamer, StreamError
+
+    display: DisplaySink | None = None
+    camera: VirtualCameraSink | None = None
+    closers: list[Callable[[], None]] = []
     try:
         if not args.no_display and display_available():
             display = DisplaySink(f"swaptron: {args.source}")
+            closers.append(display.close)
         if args.virtual_camera:
-            first = source.next()
-            if first is None:
-                print("error: the source has no frame")
-                return 2
-            height, width = first.frame.shape[:2]
+            width, height = source.frame_size()
             camera = VirtualCameraSink(width, height, source.fps)
-            source = FrameSource(source.options)
+            closers.append(camera.close)
         streamer = Streamer(source, options, Delivery(metrics, video, display, camera))
         asyncio.run(streamer.run())
-    except (StreamError, SinkError) as error:
+        return streamer.outcome
+    except (StreamError, SinkError, ShmError) as error:
         print(f"error: {error}")
-        return 2
+        return f"error: {error}"
+    except KeyboardInterrupt:
+        return "stopped by a signal"
     finally:
-        source.close()
-        for sink in (video, display, camera):
-            if sink is not None:
-                sink.close()
-    settings = {"mode": args.mode, "source": args.source, "url": args.url, "model": args.model,
-                "realtime": args.realtime or source.is_camera, "source_fps": round(source.fps, 3),
-                "max_inflight": options.max_inflight, "shm": args.shm,
-                "output": str(args.output) if args.output else None}
-    report = build_report(metrics, settings)
-    print(format_table(report))
-    if args.report:
-        write_report(report, args.report)
-        print(f"report: {args.report}")
-    if video is not None:
-        print(f"video: {args.output} ({video.written} frames)")
-    sys.stdout.flush()
-    return 0
+        for close in closers:
+            close()

@@ -12,6 +12,10 @@ import numpy as np
 STATUSES = ("received", "dropped", "failed")
 
 
+class ReportError(ValueError):
+    """The report cannot be written where asked; the message says why."""
+
+
 @dataclass
 class FrameTiming:
     """One frame's life, in seconds since the stream started."""
@@ -130,6 +134,21 @@ def format_table(report: dict[str, object]) -> str:
                  for name, times in server["models"].items()]
         lines.append(f"server  per frame ms (queue+compute): {'  '.join(parts)}")
     return "\n".join(lines)
+
+
+def check_report_path(path: Path) -> None:
+    """Before streaming: ReportError with the reason when the report cannot be written there."""
+    if path.is_dir():
+        raise ReportError(f"cannot write the report {path}: it is a folder")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a"):
+            pass
+    except OSError as error:
+        raise ReportError(f"cannot write the report {path}: {error.strerror}") from error
+    if not existed:
+        path.unlink()
 
 
 def write_report(report: dict[str, object], path: Path) -> None:

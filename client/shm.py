@@ -2,6 +2,8 @@
 
 One slot per frame in flight: an input region for the frame and an output region for the swapped
 frame, registered with the server and always unregistered and destroyed on the way out.
+Registering is a locked API: the admin key (SWAPTRON_ADMIN_KEY, or the key file that
+`swaptron serve` writes) goes with every registration call.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
+
+from swaptron.server import access
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # its pkg_resources import is deprecated
@@ -32,11 +36,16 @@ class ShmSlot:
     byte_size: int
 
 
+class ShmError(RuntimeError):
+    """Shared memory cannot be used with this server; the message says why and what to do."""
+
+
 class ShmRing:
     """Slots sized for one frame shape; re-created when frames grow."""
 
     def __init__(self, client: aioclient.InferenceServerClient, slots: int) -> None:
         self.client = client
+        self.headers = access.grpc_metadata(access.admin_key())
         self.count = slots
         self.prefix = f"swaptron_{os.getpid()}_{id(self):x}"
         self.slots: list[ShmSlot] = []
@@ -53,17 +62,29 @@ class ShmRing:
                        for name in names]
             self.slots.append(ShmSlot(names[0], names[1], handles[0], handles[1], byte_size))
             for name in names:
-                await self.client.register_system_shared_memory(name, f"/{name}", byte_size)
+                await self.register(name, byte_size)
         self.byte_size = byte_size
+
+    async def register(self, name: str, byte_size: int) -> None:
+        """Register one region with the server (a locked API: the admin key goes along)."""
+        try:
+            await self.client.register_system_shared_memory(name, f"/{name}", byte_size,
+                                                            headers=self.headers)
+        except InferenceServerException as error:
+            if "restricted" not in str(error):
+                raise
+            raise ShmError(f"the server refused to register shared memory without the admin key "
+                           f"({first_line(error)}): set {access.ADMIN_KEY_ENV}, or run on the "
+                           f"host where `swaptron serve` keeps it in {access.key_file()}"
+                           ) from error
 
     async def reregister(self) -> None:
         """Register the regions again (a restarted server forgot them)."""
         for slot in self.slots:
             for name in (slot.input_name, slot.output_name):
                 with contextlib.suppress(InferenceServerException):
-                    await self.client.unregister_system_shared_memory(name)
-                await self.client.register_system_shared_memory(name, f"/{name}",
-                                                                slot.byte_size)
+                    await self.client.unregister_system_shared_memory(name, headers=self.headers)
+                await self.register(name, slot.byte_size)
 
     def request(self, slot: int, frame: np.ndarray
                 ) -> tuple[list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]:
@@ -87,7 +108,13 @@ class ShmRing:
             for name, handle in ((slot.input_name, slot.input_handle),
                                  (slot.output_name, slot.output_handle)):
                 with contextlib.suppress(InferenceServerException):
-                    await self.client.unregister_system_shared_memory(name)
+                    await self.client.unregister_system_shared_memory(name, headers=self.headers)
                 shm.destroy_shared_memory_region(handle)
         self.slots = []
         self.byte_size = 0
+
+
+def first_line(error: BaseException) -> str:
+    """First line of an error's text."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -23,53 +23,111 @@ class SinkError(RuntimeError):
 
 
 class VideoSink:
-    """Writes received frames in capture order: to a video file (.mp4, .avi), or as lossless
-    `<index>.png` files when the path has no suffix (a folder)."""
+    """Writes swapped frames in capture order: to a video file (.mp4, .avi), or as lossless
+    `<index>.png` files when the path has no suffix (a folder).
 
-    def __init__(self, path: Path, fps: float) -> None:
+    A video gets one frame per captured frame at the source's rate, so it lasts as long as the
+    stream: a dropped or failed frame repeats the last swapped frame (frames lost before the
+    first swapped one repeat that one). A folder gets the swapped frames only, named by index.
+    """
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         self.path = path
         self.fps = fps
         self.folder = path.suffix == ""
         self._writer: cv2.VideoWriter | None = None
         self._pending: dict[int, np.ndarray | None] = {}
         self._next = 0
+        self._last: np.ndarray | None = None
+        self._owed = 0
         self.written = 0
+        self.repeated = 0
+        check_writable(path, self.folder, size)
 
     def put(self, index: int, frame: np.ndarray | None) -> None:
         """Hand over frame `index` (None when it was dropped or failed)."""
         self._pending[index] = frame
         while self._next in self._pending:
-            ready = self._pending.pop(self._next)
-            if ready is not None:
-                self._write(self._next, ready)
+            self._emit(self._next, self._pending.pop(self._next))
             self._next += 1
 
-    def _write(self, index: int, frame: np.ndarray) -> None:
+    def _emit(self, index: int, frame: np.ndarray | None) -> None:
         if self.folder:
-            self.path.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(self.path / f"{index:06d}.png"), frame):
-                raise SinkError(f"cannot write frames into {self.path}")
-            self.written += 1
+            if frame is not None:
+                self._write_png(index, frame)
             return
+        if frame is None:
+            if self._last is None:
+                self._owed += 1
+            else:
+                self._write_video(self._last)
+                self.repeated += 1
+            return
+        for _ in range(self._owed + 1):
+            self._write_video(frame)
+        self.repeated += self._owed
+        self._owed = 0
+        self._last = frame
+
+    def _write_png(self, index: int, frame: np.ndarray) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(self.path / f"{index:06d}.png"), frame):
+            raise SinkError(f"cannot write frames into {self.path}")
+        self.written += 1
+
+    def _write_video(self, frame: np.ndarray) -> None:
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix == ".mp4" else "MJPG"))
             height, width = frame.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
-            if not self._writer.isOpened():
-                raise SinkError(f"cannot write video {self.path}")
+            self._writer = open_writer(self.path, self.fps, (width, height))
         self._writer.write(frame)
         self.written += 1
 
     def close(self) -> None:
         """Flush what is left in order and close the file."""
         for index in sorted(self._pending):
-            frame = self._pending.pop(index)
-            if frame is not None:
-                self._write(index, frame)
+            self._emit(index, self._pending.pop(index))
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+
+
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An OpenCV writer for a video file; SinkError naming the cause when it cannot open."""
+    codec = VIDEO_CODECS.get(path.suffix.lower())
+    if codec is None:
+        raise SinkError(f"cannot write video {path}: unsupported format {path.suffix!r} "
+                        f"(use {', '.join(VIDEO_CODECS)}, or no suffix for PNG frames)")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+    if not writer.isOpened():
+        raise SinkError(f"cannot write video {path}: OpenCV could not open a {codec} writer "
+                        f"of {size[0]}x{size[1]} there")
+    return writer
+
+
+def check_writable(path: Path, folder: bool, size: tuple[int, int]) -> None:
+    """Before streaming: SinkError with the reason when `path` cannot take the output."""
+    where = path if folder else path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SinkError(f"cannot write output {path}: cannot create {where} "
+                        f"({error.strerror})") from error
+    if not folder and path.is_dir():
+        raise SinkError(f"cannot write video {path}: it is a folder")
+    probe = where / f".swaptron-probe-{os.getpid()}{'' if folder else path.suffix}"
+    try:
+        if folder:
+            probe.write_bytes(b"")
+        else:
+            open_writer(probe, 1.0, size).release()
+    except OSError as error:
+        raise SinkError(f"cannot write output {path}: {where} is not writable "
+                        f"({error.strerror})") from error
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 class DisplaySink:

@@ -136,6 +136,21 @@ class FrameSource:
             self._count += 1
             return captured
 
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames, known before the first one is read."""
+        if self._images:
+            image = cv2.imread(str(self._images[0]))
+            if image is None:
+                raise SourceError(f"cannot read image {self._images[0]}")
+            return image.shape[1], image.shape[0]
+        if self._capture is None:
+            raise SourceError(f"source {self.options.spec} is closed")
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width <= 0 or height <= 0:
+            raise SourceError(f"source {self.options.spec} does not say its frame size")
+        return width, height
+
     def close(self) -> None:
         """Release the camera or file."""
         if self._capture is not None:

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict, deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 
 import grpc
@@ -24,7 +25,7 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from swaptron.client.metrics import StreamMetrics
-from swaptron.client.shm import ShmRing
+from swaptron.client.shm import ShmRing, first_line
 from swaptron.client.sinks import DisplaySink, VideoSink, VirtualCameraSink
 from swaptron.client.sources import Captured, FrameSource
 
@@ -173,6 +174,7 @@ class Streamer:
         self.mailbox = Mailbox()
         self.stopping = asyncio.Event()
         self.ring: ShmRing | None = None
+        self.outcome = "completed"
 
     async def capture(self) -> None:
         """Read frames; paced sources replace waiting frames, others wait for room.
@@ -285,35 +287,67 @@ class Streamer:
                 self.stopping.set()
 
     async def run(self) -> None:
-        """Connect, stream until the source ends or a stop signal, reconnecting when needed."""
+        """Connect, stream until the source ends or a stop signal, reconnecting when needed.
+
+        `outcome` says how the run ended; a StreamError means the server could not be reached.
+        """
         options = self.options
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self.stopping.set)
-        async with aioclient.InferenceServerClient(options.url) as client:
-            await wait_ready(client, options.model, options.url, options.connect_timeout_s)
-            if options.shm:
-                self.ring = ShmRing(client, max(1, options.max_inflight))
-            before = await server_statistics(client)
-            tasks = [asyncio.create_task(self.capture())]
-            if options.live:
-                tasks.append(asyncio.create_task(self.live_status()))
-            try:
-                await self.sessions(client)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                if options.live:
-                    print(file=sys.stderr)
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    after = await server_statistics(client)
-                    self.delivery.metrics.server = statistics_delta(before, after)
-                if self.ring is not None:
-                    with contextlib.suppress(*CONNECTION_ERRORS):
-                        await self.ring.release()
-            for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        for signum in previous:
+            loop.add_signal_handler(signum, self.request_stop)
+        try:
+            async with aioclient.InferenceServerClient(options.url) as client:
+                if not await self.unless_stopped(wait_ready(
+                        client, options.model, options.url, options.connect_timeout_s)):
+                    return
+                if options.shm:
+                    self.ring = ShmRing(client, max(1, options.max_inflight))
+                await self.stream_with(client)
+        finally:
+            for signum, handler in previous.items():
                 loop.remove_signal_handler(signum)
+                signal.signal(signum, handler)
+
+    def request_stop(self) -> None:
+        """A stop signal: finish what is in flight, then end the run."""
+        self.outcome = "stopped by a signal"
+        self.stopping.set()
+
+    async def unless_stopped(self, work: Coroutine[object, object, None]) -> bool:
+        """Run `work` unless a stop comes first; True when it finished."""
+        task = asyncio.create_task(work)
+        stop = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if task in done:
+            task.result()
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+
+    async def stream_with(self, client: aioclient.InferenceServerClient) -> None:
+        """Capture and stream sessions on a ready server; server statistics around them."""
+        options = self.options
+        before = await server_statistics(client)
+        tasks = [asyncio.create_task(self.capture())]
+        if options.live:
+            tasks.append(asyncio.create_task(self.live_status()))
+        try:
+            await self.sessions(client)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if options.live:
+                print(file=sys.stderr)
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                after = await server_statistics(client)
+                self.delivery.metrics.server = statistics_delta(before, after)
+            if self.ring is not None:
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await self.ring.release()
 
     async def sessions(self, client: aioclient.InferenceServerClient) -> None:
         """Run stream sessions until done; a lost connection starts a new one."""
@@ -336,16 +370,12 @@ class Streamer:
             self.delivery.metrics.reconnects += 1
             print(f"\nconnection to {self.options.url} lost ({first_line(error)}); reconnecting",
                   file=sys.stderr, flush=True)
-            await wait_ready(client, self.options.model, self.options.url,
-                             self.options.reconnect_timeout_s)
+            if not await self.unless_stopped(wait_ready(
+                    client, self.options.model, self.options.url,
+                    self.options.reconnect_timeout_s)):
+                return
             if self.ring is not None:
                 await self.ring.reregister()
-
-
-def first_line(error: BaseException) -> str:
-    """First line of an error's text."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 async def server_statistics(client: aioclient.InferenceServerClient) -> dict[str, dict[str, int]]:

@@ -17,6 +17,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from swaptron import assets
+from swaptron.server import access
 from swaptron.server.launcher import TritonServer, free_ports
 
 pytestmark = pytest.mark.server
@@ -101,7 +102,9 @@ def test_shared_memory_gives_the_same_frames(faceswap_server: TritonServer,
     for plain, shared in zip(outputs["grpc"], outputs["shm"], strict=True):
         np.testing.assert_array_equal(cv2.imread(str(plain)), cv2.imread(str(shared)))
     with grpcclient.InferenceServerClient(faceswap_server.grpc_url) as client:
-        assert client.get_system_shared_memory_status(as_json=True).get("regions", {}) == {}
+        status = client.get_system_shared_memory_status(
+            as_json=True, headers=access.grpc_metadata(faceswap_server.admin_key))
+        assert status.get("regions", {}) == {}
 
 
 def test_serial_mode_sends_one_frame_at_a_time(faceswap_server: TritonServer,
@@ -117,16 +120,79 @@ def test_serial_mode_sends_one_frame_at_a_time(faceswap_server: TritonServer,
         assert later["send"] >= earlier["receive"]  # nothing overlaps
 
 
-def test_unreachable_server_gives_a_message_and_exit_code(tmp_path: Path) -> None:
+def test_unreachable_server_gives_a_message_exit_code_and_report(tmp_path: Path) -> None:
     port = free_ports().grpc
     started = time.monotonic()
     result = stream("--source", str(assets.demo_video()), "--url", f"127.0.0.1:{port}",
-                    "--connect-timeout", "3")
+                    "--connect-timeout", "3", "--report", str(tmp_path / "report.json"))
     assert result.returncode == 2
     assert f"cannot reach Triton at 127.0.0.1:{port}" in result.stdout
     assert "swaptron serve" in result.stdout
     assert "retrying" in result.stderr
     assert time.monotonic() - started < 30
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["outcome"].startswith("error: cannot reach Triton")
+    check_counts(report)
+
+
+def test_failed_frames_exit_non_zero_unless_allowed(faceswap_server: TritonServer,
+                                                    tmp_path: Path) -> None:
+    common = ("--source", str(assets.demo_video()), "--frames", "6", "--url",
+              faceswap_server.grpc_url, "--model", "detector")  # no SWAPPED: every frame fails
+    strict = stream(*common, "--report", str(tmp_path / "strict.json"))
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "6 of 6 frames failed" in strict.stdout
+    report = json.loads((tmp_path / "strict.json").read_text())
+    assert report["frames_failed"] == 6
+    assert "SWAPPED" in report["frames"][0]["error"]
+    tolerant = stream(*common, "--max-failed", "1")
+    assert tolerant.returncode == 0, tolerant.stdout + tolerant.stderr
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--frames", "-1", "must be at least 1"),
+    ("--fps", "-5", "must be above 0"),
+    ("--max-inflight", "0", "must be at least 1"),
+    ("--max-failed", "2", "must be between 0 and 1"),
+    ("--connect-timeout", "nan", "must be above 0"),
+])
+def test_invalid_numbers_are_refused_by_the_parser(option: str, value: str,
+                                                   message: str) -> None:
+    result = stream("--source", str(assets.demo_video()), option, value)
+    assert result.returncode == 2
+    assert f"argument {option}: {message}" in result.stderr
+
+
+def test_unwritable_report_or_output_is_refused_before_streaming(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    port = free_ports().grpc  # nothing listens: the checks must come first
+    for extra, message in ((("--report", str(blocker / "report.json")),
+                            "cannot write the report"),
+                           (("--output", str(tmp_path / "clip.xyz")), "unsupported format"),
+                           (("--output", str(blocker / "clip.mp4")), "cannot create")):
+        started = time.monotonic()
+        result = stream("--source", str(assets.demo_video()), "--url", f"127.0.0.1:{port}",
+                        "--connect-timeout", "30", *extra)
+        assert result.returncode == 2, extra
+        assert message in result.stdout, (extra, result.stdout)
+        assert time.monotonic() - started < 20
+    assert not (tmp_path / "clip.xyz").exists()
+
+
+def test_realtime_video_lasts_as_long_as_the_stream(faceswap_server: TritonServer,
+                                                    tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    result = stream("--source", str(assets.demo_video()), "--realtime", "--fps", "60",
+                    "--frames", "90", "--url", faceswap_server.grpc_url, "--output", str(video),
+                    "--report", str(tmp_path / "report.json"), "--max-failed", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    check_counts(report)
+    assert report["frames_captured"] == 90
+    assert len(read_video(video)) == 90  # dropped frames repeat the last swapped one
+    lost = report["frames_dropped"] + report["frames_failed"]
+    assert f"90 frames, {lost} of them repeating" in result.stdout
 
 
 def start_stream(url: str, report: Path, *extra: str) -> subprocess.Popen[str]:
@@ -134,7 +200,7 @@ def start_stream(url: str, report: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "swaptron", "stream", "--no-display", "--quiet", "--source",
          str(assets.demo_video()), "--realtime", "--loop", "--url", url, "--report",
-         str(report), "--connect-timeout", "120", *extra],
+         str(report), "--connect-timeout", "120", "--max-failed", "0.5", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -175,16 +241,18 @@ def test_server_killed_and_restarted_mid_stream(exported_repository: Path,
     assert "reconnecting" in stderr
 
 
-def test_ctrl_c_stops_cleanly_with_a_report(faceswap_server: TritonServer,
-                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_ends_cleanly_with_a_report(faceswap_server: TritonServer,
+                                                  tmp_path: Path, stop: signal.Signals) -> None:
     report = tmp_path / "report.json"
     process = start_stream(faceswap_server.grpc_url, report)
     time.sleep(6)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stdout + stderr
     data = json.loads(report.read_text())
     check_counts(data)
+    assert data["outcome"] == "stopped by a signal"
     assert data["frames_received"] > 10
     assert "frames" in stdout and "latency" in stdout
 
