@@ -15,18 +15,22 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swaptron import assets
 from swaptron.benchmarks import clients, inputs, perf_analyzer, report, targets, variants
 from swaptron.benchmarks.cli import DEFAULT_RESULTS, DEFAULT_SEED, DEFAULT_WORK
+
+if TYPE_CHECKING:
+    from swaptron.server.launcher import TritonServer
 
 ENSEMBLE = "faceswap"
 FULL_LEVELS = (1, 2, 4, 8)
@@ -113,6 +117,7 @@ class Collected:
     client_latencies: dict[str, list[float]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     server: dict[str, object] = field(default_factory=dict)
+    recovery: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -348,7 +353,8 @@ def serve_variant(variant: variants.Variant, repository: Path, plan: BenchPlan,
     from swaptron.server.launcher import ServerError, TritonServer, free_ports
 
     log = context.work / "logs" / f"{variant.name}.log"
-    server = TritonServer(repository, ports=free_ports(), log_path=log)
+    server = TritonServer(repository, ports=free_ports(), log_path=log,
+                          supervise=variant.name == "default")
     elapsed = stopwatch()
     try:
         with server:
@@ -356,11 +362,49 @@ def serve_variant(variant: variants.Variant, repository: Path, plan: BenchPlan,
             if variant.name == "default":
                 found.server.update(served_ensemble(server.grpc_url))
             measure_served(server.grpc_url, variant, server.pid, plan, context, found)
+            if variant.name == "default":
+                found.recovery = measure_recovery(server, context.video)
+                context.say(f"a killed stub: serving again after "
+                            f"{found.recovery.get('seconds')} s")
     except ServerError as error:
         if variant.name == "default":
             raise BenchError(f"the embedded server did not start: {error}") from error
         context.say(f"{variant.name}: server failed: {error}")
         found.variants.append({**variant.summary(), "status": "failed", "reason": str(error)})
+
+
+def measure_recovery(server: TritonServer, video: Path, timeout_s: float = 60.0
+                     ) -> dict[str, object]:
+    """Kill the detector's Python stub (SIGKILL) and time until a frame is swapped again.
+
+    The supervisor restarts the server; this is the outage a stub crash costs every stream.
+    """
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from swaptron.server.launcher import stub_models
+
+    frame = assets.read_frames(video, [inputs.ANCHOR_FRAME])[0][None]
+    victims = [pid for pid, model in stub_models(server.pid or 0).items() if model == "detector"]
+    if not victims:
+        return {"seconds": None, "error": "no detector stub found"}
+    killed = time.monotonic()
+    os.kill(victims[0], signal.SIGKILL)
+    while time.monotonic() - killed < timeout_s:
+        try:
+            with grpcclient.InferenceServerClient(server.grpc_url) as client:
+                tensor = grpcclient.InferInput("FRAME", list(frame.shape), "UINT8")
+                tensor.set_data_from_numpy(frame)
+                client.infer(ENSEMBLE, [tensor])
+            break
+        except (InferenceServerException, ConnectionError):
+            time.sleep(0.05)
+    else:
+        return {"seconds": None, "error": f"not serving {timeout_s:.0f} s after the kill"}
+    seconds = round(time.monotonic() - killed, 2)
+    return {"seconds": seconds, "what": "SIGKILL of the detector's Python stub, until a frame "
+            "is swapped again (the supervisor restarts the server)",
+            "supervisor": [asdict(r) for r in server.recoveries]}
 
 
 def export_variants(plan: BenchPlan, request: BenchRequest, say: Progress
@@ -518,7 +562,7 @@ def finish(request: BenchRequest, plan: BenchPlan, found: Collected,
     """Targets, profile, then JSON, markdown, plots (and the README block)."""
     baselines = flat_baselines(in_process, found.client_runs)
     values = targets.measured_values(baselines, ensemble_c1(found.rows),
-                                     default_rss(found.variants))
+                                     default_rss(found.variants), found.recovery.get("seconds"))
     machine = {**run.machine, "load_average_end": [round(v, 2) for v in os.getloadavg()]}
     results: dict[str, object] = {
         "schema": 1,
@@ -543,6 +587,7 @@ def finish(request: BenchRequest, plan: BenchPlan, found: Collected,
         "perf_analyzer": found.rows,
         "baselines": baselines,
         "variants": found.variants,
+        "recovery": found.recovery,
         "targets": targets.evaluate(values),
         "profile": {"in_process_ms": in_process["network_ms"],
                     "perf_analyzer": found.perf_profile,

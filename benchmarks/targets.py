@@ -29,6 +29,8 @@ BARS = (
         higher_is_better=True),
     Bar("server_rss_mb", "server plus backend processes, RSS", 1500.0, "MB",
         higher_is_better=False),
+    Bar("recovery_s", "a killed Python stub: seconds until a frame is swapped again", 10.0, "s",
+        higher_is_better=False),
 )
 
 
@@ -84,8 +86,9 @@ def ratio(numerator: object, denominator: object) -> float | None:
 
 
 def measured_values(baselines: dict[str, object], ensemble_c1_throughput: float | None,
-                    server_rss_mb: float | None) -> dict[str, float | None]:
-    """The value behind each bar, from the baselines, perf_analyzer and memory."""
+                    server_rss_mb: float | None, recovery_s: object = None
+                    ) -> dict[str, float | None]:
+    """The value behind each bar, from the baselines, perf_analyzer, memory and recovery."""
     return {
         "realtime_24_dropped_pct": number(baselines.get("realtime_24_dropped_pct")),
         "realtime_24_p95_ms": number(baselines.get("realtime_24_p95_ms")),
@@ -93,6 +96,7 @@ def measured_values(baselines: dict[str, object], ensemble_c1_throughput: float 
         "serving_ratio": ratio(ensemble_c1_throughput, baselines.get("in_process_fps")),
         "pipelining_ratio": ratio(baselines.get("stream_fps"), baselines.get("serial_fps")),
         "server_rss_mb": number(server_rss_mb),
+        "recovery_s": number(recovery_s),
     }
 
 

@@ -1,8 +1,20 @@
 """Run the `tritonserver` binary shipped in the nvidia-pytriton wheel, with no Docker and no GPU.
 
 `TritonServer` is a context manager: it checks what would make the server fail (ports, repository,
-stub), starts it in its own process group, waits until it is ready, and on exit stops it and every
-backend process it spawned.
+unexported models, stub), starts it in its own process group, waits until it is ready, and on
+exit stops it and every backend process it spawned, and removes its shared-memory regions.
+
+Protections, all from what Triton itself offers (see server/access.py for the admin key):
+- the locked APIs (model repository, shared-memory registration, logging, trace, and inference
+  over HTTP) need the admin key;
+- each Python-backend stub's shared-memory pool cannot grow past `pool_limit_bytes`: the server
+  runs with that file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored), so an oversized request
+  fails with "Failed to increase the shared memory pool size" instead of growing a pool that
+  never shrinks;
+- its files (the pools carry the frames) are created with umask 077, readable by this user only;
+- with `supervise`, a watcher thread restarts the server when it exits or when one of its
+  Python stubs dies (Triton 2.51 neither restarts a dead stub nor reports it in readiness), and
+  records how long each recovery took.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ import ctypes
 import importlib.metadata
 import os
 import re
+import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -19,17 +33,33 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import psutil
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+from tritonclient.grpc import model_config_pb2 as mc
+
 from swaptron.assets import cache_dir
+from swaptron.server import access
 
 PR_SET_PDEATHSIG = 1
+SIG_IGN = 1
 READY_POLL_SECONDS = 0.2
+WATCH_POLL_SECONDS = 0.2
+DEFAULT_POOL_LIMIT = 128 << 20  # a batch of 8 frames of 1920x1080 in and out is 100 MB
+SHM_FOLDER = Path("/dev/shm")
+STUB_PREFIX = "triton_python_b"  # the stub's process name, as the kernel truncates it
+RESTART_WINDOW_S = 60.0
+MAX_RESTARTS = 5
+SERVER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
 class ServerError(RuntimeError):
@@ -112,14 +142,36 @@ def prepare_server_home(python_version: str | None = None) -> Path:
     return home
 
 
-def server_environment() -> dict[str, str]:
-    """Environment for tritonserver: its libraries and libpython found, this venv's Python first."""
+def server_environment(home: Path) -> dict[str, str]:
+    """Environment for tritonserver: its libraries and libpython found, this venv's Python first,
+    and glibc told to hand freed memory back.
+
+    gRPC receives a request whole before Triton looks at it (2.51 has no size limit), in many
+    small buffers; with glibc's defaults a refused 300 MB frame left about 300 MB in the
+    server's heap for good. Serving every allocation of 64 KiB or more from its own mapping,
+    and trimming the heap top at once, returns it. The Python stubs are started by
+    `bash -c`, which first runs $BASH_ENV: that script takes the two settings away again
+    (they cost the stubs' ONNX Runtime and NumPy a third of their throughput).
+    """
     env = dict(os.environ)
     python_libdir = sysconfig.get_config_var("LIBDIR") or ""
     library_path = [str(wheel_libs_dir()), python_libdir, env.get("LD_LIBRARY_PATH", "")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in library_path if p)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(SERVER_MALLOC)
+    env["BASH_ENV"] = str(stub_environment_script(home))
     return env
+
+
+def stub_environment_script(home: Path) -> Path:
+    """The $BASH_ENV script that gives the Python stubs glibc's default malloc settings."""
+    script = home / "stub-environment.sh"
+    text = f"unset {' '.join(SERVER_MALLOC)}\n"
+    if not script.is_file() or script.read_text() != text:
+        partial = script.with_suffix(f".{os.getpid()}.part")
+        partial.write_text(text)
+        partial.replace(script)
+    return script
 
 
 def repository_models(repository: Path) -> list[str]:
@@ -151,10 +203,90 @@ def check_port_free(host: str, port: int, option: str) -> None:
             ) from error
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the launching process dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def child_setup(pool_limit_bytes: int) -> Callable[[], None]:
+    """What the server process does before exec: die with its parent, keep its files private,
+    and cap the size of any file it writes (its shared-memory pools) without dying at the cap."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here, not in the forked child
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.signal.restype = ctypes.c_void_p
+
+    def setup() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.signal(signal.SIGXFSZ, SIG_IGN)
+        os.umask(0o077)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (pool_limit_bytes, pool_limit_bytes))
+
+    return setup
+
+
+def version_folders(model: Path) -> list[Path]:
+    """Numbered version folders of a model that hold at least one file."""
+    return [p for p in model.iterdir() if p.is_dir() and p.name.isdigit() and any(p.iterdir())]
+
+
+def unexported_models(repository: Path) -> list[str]:
+    """Models whose configs are there but whose files are not (a fresh clone before export).
+
+    A Python-backend model needs its `model.py` and the file its `onnx_file` parameter names; a
+    model of another backend needs a non-empty version folder; ensembles need nothing.
+    """
+    missing = []
+    for path in sorted(repository.glob("*/config.pbtxt")):
+        try:
+            config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        except (text_format.ParseError, DecodeError) as error:
+            raise ServerError(f"{path} is not a valid model config: {error}") from error
+        if config.platform == "ensemble":
+            continue
+        versions = version_folders(path.parent)
+        needed = ["model.py", config.parameters["onnx_file"].string_value] if (
+            config.backend == "python" and "onnx_file" in config.parameters) else []
+        if not versions or not all((versions[0] / name).is_file() for name in needed):
+            missing.append(path.parent.name)
+    return missing
+
+
+def stub_models(server_pid: int) -> dict[int, str]:
+    """Live Python-backend stubs of a server: pid -> model name (from the stub's model path)."""
+    stubs = {}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for child in psutil.Process(server_pid).children():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+                if (not child.name().startswith(STUB_PREFIX)
+                        or child.status() == psutil.STATUS_ZOMBIE):
+                    continue
+                stubs[child.pid] = Path(child.cmdline()[1]).parent.parent.name
+    return stubs
+
+
+def make_private(prefix: str) -> None:
+    """Make the server's /dev/shm regions readable by this user only.
+
+    The Python backend creates them with mode 0644 (boost sets it whatever the umask), and the
+    frames pass through them. They are created while the models load, before any request, and
+    this runs as soon as the server is ready.
+    """
+    for path in SHM_FOLDER.glob(f"{prefix}*"):
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o600)
+
+
+def remove_shm_regions(prefix: str) -> list[str]:
+    """Delete the /dev/shm files whose names start with `prefix`; their names."""
+    removed = []
+    for path in SHM_FOLDER.glob(f"{prefix}*"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path.name)
+    return removed
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """One supervised restart: why, and how long until the server was ready again."""
+
+    cause: str
+    seconds: float
 
 
 _LOAD_FAILURE = re.compile(r"failed to load '([^']+)'[^:]*: (.*?)\"?$")
@@ -186,6 +318,11 @@ class TritonServer:
         ready_timeout_s: float = 300.0,
         extra_args: tuple[str, ...] = (),
         allow_empty_repository: bool = False,
+        admin_key: str | None = None,
+        lock_apis: bool = True,
+        pool_limit_bytes: int = DEFAULT_POOL_LIMIT,
+        supervise: bool = False,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.repository = repository.resolve()
         self.host = host
@@ -195,7 +332,20 @@ class TritonServer:
         self.ready_timeout_s = ready_timeout_s
         self.extra_args = extra_args
         self.allow_empty_repository = allow_empty_repository
+        self.admin_key = admin_key or access.admin_key(create=True)
+        self.lock_apis = lock_apis
+        self.pool_limit_bytes = pool_limit_bytes
+        self.supervise = supervise
+        self.on_event = on_event or (lambda _message: None)
+        self.shm_prefix = f"swaptron_{os.getpid()}_{secrets.token_hex(4)}_"
+        self.recoveries: list[Recovery] = []
+        self.failure: str | None = None  # why supervision gave up
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._stubs: dict[int, str] = {}
+        self._restarts: list[float] = []
 
     @property
     def client_host(self) -> str:
@@ -228,6 +378,7 @@ class TritonServer:
             str(home / "bin" / "tritonserver"),
             f"--model-repository={self.repository}",
             f"--backend-directory={home / 'backends'}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             f"--http-address={self.host}",
             f"--http-port={self.ports.http}",
             f"--grpc-address={self.host}",
@@ -241,29 +392,54 @@ class TritonServer:
             "--exit-on-error=true",
             "--exit-timeout-secs=10",
             "--log-verbose=0",
+            # a pooled gRPC request keeps the capacity of the largest message it ever held
+            "--grpc-infer-allocation-pool-size=0",
+            *(access.restriction_arguments(self.admin_key) if self.lock_apis else ()),
             *self.extra_args,
         ]
 
     def start(self) -> TritonServer:
         """Check, start and wait until ready; raises ServerError and leaves nothing running."""
+        self.preflight()
+        self._stopping.clear()
+        self._launch(truncate_log=True)
+        if self.supervise:
+            self._watcher = threading.Thread(target=self._watch, name="triton-supervisor",
+                                             daemon=True)
+            self._watcher.start()
+        return self
+
+    def preflight(self) -> None:
+        """Raise ServerError naming the fix for what would stop the server from starting."""
         if not self.allow_empty_repository:
             repository_models(self.repository)
+            missing = unexported_models(self.repository)
+            if missing:
+                raise ServerError(
+                    f"model repository {self.repository} has configs but no exported graphs "
+                    f"for {', '.join(missing)}: run `swaptron export` (add --output "
+                    f"{self.repository} for another folder) before serving it")
         for port, option in ((self.ports.http, "--http-port"), (self.ports.grpc, "--grpc-port"),
                              (self.ports.metrics, "--metrics-port")):
             check_port_free(self.host, port, option)
+
+    def _launch(self, truncate_log: bool) -> None:
+        """Start the process and wait until it is ready; on failure nothing is left running."""
         home = prepare_server_home()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
+        with self._lock, self.log_path.open("wb" if truncate_log else "ab") as log:
             self._process = subprocess.Popen(
-                self.command(home), stdout=log, stderr=subprocess.STDOUT, env=server_environment(),
-                start_new_session=True, preexec_fn=_die_with_parent,
+                self.command(home), stdout=log, stderr=subprocess.STDOUT,
+                env=server_environment(home),
+                start_new_session=True, preexec_fn=child_setup(self.pool_limit_bytes),
             )
         try:
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self._terminate(grace_s=15.0)
             raise
-        return self
+        self._stubs = stub_models(self._process.pid)
+        make_private(self.shm_prefix)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
@@ -288,31 +464,98 @@ class TritonServer:
             return ""
 
     def alive(self) -> bool:
-        """True while the server process runs."""
+        """True while the server process runs (or is being restarted by the supervisor)."""
+        if self.supervise and self.failure is None and self._watcher is not None:
+            return self._watcher.is_alive()
         return self._process is not None and self._process.poll() is None
 
+    def broken(self) -> str | None:
+        """Why the running server cannot serve: it exited, or a Python stub died; else None."""
+        with self._lock:
+            process = self._process
+            if process is None:
+                return None
+            code = process.poll()
+            if code is not None:
+                return f"tritonserver exited with code {code}"
+            alive = stub_models(process.pid)
+            for pid, model in self._stubs.items():
+                if pid not in alive:
+                    return f"the Python stub of model '{model}' (pid {pid}) died"
+            self._stubs.update(alive)
+        return None
+
+    def _watch(self) -> None:
+        """Supervisor: restart the server when it breaks, at most MAX_RESTARTS a minute."""
+        while not self._stopping.wait(WATCH_POLL_SECONDS):
+            cause = self.broken()
+            if cause is None:
+                continue
+            now = time.monotonic()
+            self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW_S]
+            if len(self._restarts) >= MAX_RESTARTS:
+                self.failure = (f"{cause}; gave up after {MAX_RESTARTS} restarts in "
+                                f"{RESTART_WINDOW_S:.0f} s (log: {self.log_path})")
+                self.on_event(f"error: {self.failure}")
+                self._terminate(grace_s=0.0)
+                return
+            self._restarts.append(now)
+            self.on_event(f"{cause}: restarting the server")
+            self._recover(cause, now)
+
+    def _recover(self, cause: str, detected: float) -> None:
+        """Kill what is left of the broken server and start it again on the same ports."""
+        self._terminate(grace_s=0.0)
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            with self.log_path.open("ab") as log:
+                log.write(f"\n=== swaptron: {cause}; restarting ===\n".encode())
+            try:
+                self._launch(truncate_log=False)
+            except ServerError as error:
+                self.on_event(f"restart failed: {error}")
+                return
+        seconds = round(time.monotonic() - detected, 2)
+        self.recoveries.append(Recovery(cause, seconds))
+        self.on_event(f"recovered: ready again {seconds:.1f} s after {cause}")
+
     def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM the server, wait, then SIGKILL whatever is left of its process group."""
-        process, self._process = self._process, None
+        """Stop supervising, SIGTERM the server, wait, SIGKILL what is left of its process
+        group, and remove its shared-memory regions."""
+        self._stopping.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
+        self._terminate(grace_s)
+
+    def _terminate(self, grace_s: float) -> None:
+        """End the process group (SIGKILL at once when grace_s is 0) and clean /dev/shm."""
+        with self._lock:
+            process, self._process = self._process, None
         if process is None:
             return
         group = process.pid
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+                if grace_s > 0:
+                    process.send_signal(signal.SIGTERM)
+                else:
+                    os.killpg(group, signal.SIGKILL)
             try:
-                process.wait(timeout=grace_s)
+                process.wait(timeout=max(grace_s, 1.0))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(group, signal.SIGKILL)
-                process.wait(timeout=grace_s)
-        deadline = time.monotonic() + grace_s
+                process.wait(timeout=15.0)
+        deadline = time.monotonic() + max(grace_s, 1.0)
         while group_alive(group):
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(group, signal.SIGKILL)
                 break
             time.sleep(0.05)
+        remove_shm_regions(self.shm_prefix)
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -1,14 +1,18 @@
-"""`swaptron serve`: run the embedded tritonserver until SIGINT/SIGTERM."""
+"""`swaptron serve`: run the embedded tritonserver until SIGINT/SIGTERM, restarting it when it or
+one of its Python stubs dies, with the control APIs behind the admin key."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
 from swaptron.assets import REPO_ROOT
+from swaptron.server import access
 from swaptron.server.launcher import ServerError, ServerPorts, TritonServer
 
 
@@ -39,23 +43,39 @@ def serve(repository: Path, host: str, ports: ServerPorts, log_path: Path | None
         print(f"\nstopping ({signal.Signals(signum).name})", flush=True)
         stop.set()
 
+    try:
+        server = TritonServer(repository, host=host, ports=ports, log_path=log_path,
+                              supervise=True, on_event=lambda line: print(line, flush=True))
+    except access.AccessError as error:
+        print(f"error: {error}")
+        return 1
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    server = TritonServer(repository, host=host, ports=ports, log_path=log_path)
     try:
         print(f"starting tritonserver on {repository} (log: {server.log_path})", flush=True)
         server.start()
         print(f"ready: HTTP {server.http_url}  gRPC {server.grpc_url}  "
               f"metrics {server.metrics_url}  (Ctrl-C stops)", flush=True)
+        print(f"admin key ({', '.join(access.LOCKED_HTTP)} over HTTP; "
+              f"{', '.join(access.LOCKED_GRPC)} over gRPC): {key_origin()}", flush=True)
         while not stop.wait(0.5):
             if not server.alive():
-                print(f"error: tritonserver exited unexpectedly (log: {server.log_path})")
+                print(f"error: {server.failure or 'tritonserver exited'} "
+                      f"(log: {server.log_path})")
                 return 1
     except ServerError as error:
         print(f"error: {error}")
         return 1
     finally:
+        stopping = time.monotonic()
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print("stopped", flush=True)
+    print(f"stopped in {time.monotonic() - stopping:.1f} s", flush=True)
     return 0
+
+
+def key_origin() -> str:
+    """Where the admin key comes from, without printing it."""
+    if access.ADMIN_KEY_ENV in os.environ:
+        return f"${access.ADMIN_KEY_ENV}"
+    return f"{access.key_file()} (mode 0600; send it as header `{access.ADMIN_HEADER}`)"

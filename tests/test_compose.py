@@ -35,12 +35,12 @@ from swaptron.export.pipeline import PipelineOptions
 from swaptron.export.repository import WARMUP_FOLDER, ServingOptions, parse_config
 from swaptron.export.specs import FRAME_MAX_SIDE, FRAME_MIN_SIDE
 from swaptron.export.tensorrt import ENGINE_SCRIPT, MANIFEST
+from swaptron.server import access
 from swaptron.server.launcher import TritonServer, free_ports
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 ADMIN_KEY = "test-admin-key-0123"
-ADMIN_HEADER = "admin-key"
 SERVERS = ("triton", "triton-cpu")
 PROFILES = ("gpu", "cpu", "client")
 PORTS = (8000, 8001, 8002)
@@ -289,12 +289,12 @@ def test_a_missing_admin_key_is_refused(compose: Compose) -> None:
 def test_model_control_needs_the_admin_key(services: dict[str, dict]) -> None:
     for name in SERVERS:
         command = services[name]["command"]
-        for flag in ("--grpc-restricted-protocol", "--http-restricted-api"):
+        for flag, locked in (("--grpc-restricted-protocol", access.LOCKED_GRPC),
+                             ("--http-restricted-api", access.LOCKED_HTTP)):
             (value,) = flag_values(command, flag)
             apis, header = value.split(":", 1)
-            assert "model-repository" in apis.split(",")
-            assert not {"health", "inference", "metadata", "statistics"} & set(apis.split(","))
-            assert header == f"{ADMIN_HEADER}={ADMIN_KEY}"
+            assert apis.split(",") == list(locked), (name, flag)  # as `swaptron serve` locks
+            assert header == f"{access.ADMIN_HEADER}={ADMIN_KEY}"
 
 
 def test_client_reaches_either_server_by_name(services: dict[str, dict]) -> None:
@@ -337,7 +337,7 @@ def compose_server(services: dict[str, dict], tmp_path_factory: pytest.TempPathF
     repository = tmp_path_factory.mktemp("compose_repository")
     log = tmp_path_factory.mktemp("compose_server") / "triton.log"
     with TritonServer(repository, ports=free_ports(), log_path=log, extra_args=tuple(flags),
-                      allow_empty_repository=True) as server:
+                      allow_empty_repository=True, lock_apis=False) as server:
         yield server
 
 
@@ -350,13 +350,13 @@ def test_healthcheck_passes_on_a_ready_server_and_fails_without_one(
 
 
 @pytest.mark.server
-def test_the_admin_key_guards_model_control_only(compose_server: TritonServer) -> None:
+def test_the_admin_key_guards_the_control_apis(compose_server: TritonServer) -> None:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     assert repository_index_status(compose_server.http_url, {}) != 200
-    assert repository_index_status(compose_server.http_url, {ADMIN_HEADER: "wrong"}) != 200
-    assert repository_index_status(compose_server.http_url, {ADMIN_HEADER: ADMIN_KEY}) == 200
+    assert repository_index_status(compose_server.http_url, access.http_headers("wrong")) != 200
+    assert repository_index_status(compose_server.http_url, access.http_headers(ADMIN_KEY)) == 200
     client = grpcclient.InferenceServerClient(compose_server.grpc_url)
     try:
         assert client.is_server_ready()
@@ -364,7 +364,7 @@ def test_the_admin_key_guards_model_control_only(compose_server: TritonServer) -
         with pytest.raises(InferenceServerException):
             client.get_model_repository_index()
         client.get_model_repository_index(
-            headers={f"triton-grpc-protocol-{ADMIN_HEADER}": ADMIN_KEY})
+            headers=access.grpc_metadata(ADMIN_KEY))
     finally:
         client.close()
 

@@ -13,6 +13,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from swaptron.export.specs import ENSEMBLE
+from swaptron.server import access
 from swaptron.server.launcher import TritonServer
 
 pytestmark = pytest.mark.server
@@ -77,7 +78,8 @@ def test_other_frame_sizes_work_over_http(faceswap_server: TritonServer,
     with httpclient.InferenceServerClient(faceswap_server.http_url) as client:
         tensor = httpclient.InferInput("FRAME", [1, *frame.shape], "UINT8")
         tensor.set_data_from_numpy(frame[None])
-        result = client.infer(ENSEMBLE, [tensor])
+        result = client.infer(ENSEMBLE, [tensor],
+                              headers=access.http_headers(faceswap_server.admin_key))
     assert result.as_numpy("SWAPPED").shape == (1, 240, 320, 3)
     assert result.as_numpy("FACES")[0, 0, 4] > 0.5
 
@@ -109,6 +111,25 @@ def test_two_concurrent_clients_get_their_own_frames(faceswap_server: TritonServ
             assert np.abs(got.astype(int) - want).max() <= 1
 
 
+@pytest.mark.parametrize("outputs", [
+    ("FACES",), ("LANDMARKS",), ("SWAPPED",), ("FACES", "LANDMARKS"), ("SWAPPED", "FACES"),
+    ("SWAPPED", "LANDMARKS"), ("SWAPPED", "FACES", "LANDMARKS")])
+def test_any_set_of_outputs_can_be_asked_for_alone(faceswap_server: TritonServer,
+                                                   megamind_frames: list[np.ndarray],
+                                                   outputs: tuple[str, ...]) -> None:
+    frame = megamind_frames[120][None]
+    everything = swap(faceswap_server, frame)
+    with grpcclient.InferenceServerClient(faceswap_server.grpc_url) as client:
+        tensor = grpcclient.InferInput("FRAME", list(frame.shape), "UINT8")
+        tensor.set_data_from_numpy(frame)
+        result = client.infer(ENSEMBLE, [tensor],
+                              outputs=[grpcclient.InferRequestedOutput(n) for n in outputs])
+    for name in outputs:
+        np.testing.assert_allclose(result.as_numpy(name), everything[name], atol=1)
+    for name in set(everything) - set(outputs):
+        assert result.as_numpy(name) is None
+
+
 def bad_request(server: TritonServer, array: np.ndarray, datatype: str) -> str:
     """Send a malformed FRAME; return the server's error text."""
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
@@ -121,9 +142,12 @@ def bad_request(server: TritonServer, array: np.ndarray, datatype: str) -> str:
 
 @pytest.mark.parametrize(("case", "expected"), [
     ("float frame", r"data-type is 'FP32', but model 'faceswap' expects 'UINT8'"),
-    ("grey frame", r"unexpected shape for input 'FRAME'"),
+    ("grey frame", r"unexpected shape for input 'FRAME'.*Expected \[-1,-1,-1,3\], got \[1,64,64\]"),
+    ("no batch axis", r"unexpected shape for input 'FRAME'.*Expected \[-1,-1,-1,3\], "
+                      r"got \[528,720,3\]"),
     ("empty frame", r"FRAME is 0x0 pixels"),
-    ("huge frame", r"FRAME is 10000x10000 pixels"),
+    ("4K frame", r"FRAME is 3840x2160 pixels"),
+    ("huge frame", r"Failed to increase the shared memory pool size"),
     ("tiny frame", r"FRAME is 32x16 pixels"),
 ])
 def test_bad_input_is_named_and_the_server_keeps_serving(
@@ -132,7 +156,9 @@ def test_bad_input_is_named_and_the_server_keeps_serving(
     array, datatype = {
         "float frame": (np.zeros((1, 64, 64, 3), np.float32), "FP32"),
         "grey frame": (np.zeros((1, 64, 64), np.uint8), "UINT8"),
+        "no batch axis": (megamind_frames[120], "UINT8"),
         "empty frame": (np.zeros((1, 0, 0, 3), np.uint8), "UINT8"),
+        "4K frame": (np.zeros((1, 2160, 3840, 3), np.uint8), "UINT8"),
         "huge frame": (np.zeros((1, 10000, 10000, 3), np.uint8), "UINT8"),
         "tiny frame": (np.zeros((1, 16, 32, 3), np.uint8), "UINT8"),
     }[case]

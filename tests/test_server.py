@@ -16,6 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from swaptron.benchmarks import perf_analyzer
+from swaptron.server import access
 from swaptron.server.launcher import (
     ServerError,
     TritonServer,
@@ -37,12 +38,12 @@ def infer_grpc(url: str, model: str, values: np.ndarray) -> np.ndarray:
         return client.infer(model, [tensor]).as_numpy("Y")
 
 
-def infer_http(url: str, model: str, values: np.ndarray) -> np.ndarray:
-    """One HTTP inference of `X` -> `Y`."""
+def infer_http(url: str, model: str, values: np.ndarray, key: str) -> np.ndarray:
+    """One HTTP inference of `X` -> `Y` (HTTP inference needs the admin key)."""
     with httpclient.InferenceServerClient(url) as client:
         tensor = httpclient.InferInput("X", list(values.shape), "FP32")
         tensor.set_data_from_numpy(values)
-        return client.infer(model, [tensor]).as_numpy("Y")
+        return client.infer(model, [tensor], headers=access.http_headers(key)).as_numpy("Y")
 
 
 def test_server_answers_grpc_and_http_then_leaves_nothing(tiny_repository: Path,
@@ -53,7 +54,8 @@ def test_server_answers_grpc_and_http_then_leaves_nothing(tiny_repository: Path,
         group = server.pid
         assert group is not None
         np.testing.assert_array_equal(infer_grpc(server.grpc_url, "double", values), values * 2)
-        np.testing.assert_array_equal(infer_http(server.http_url, "quadruple", values), values * 4)
+        np.testing.assert_array_equal(
+            infer_http(server.http_url, "quadruple", values, server.admin_key), values * 4)
         assert any("triton_python_backend_stub" in p for p in processes_using(tiny_repository))
     assert not group_alive(group)
     assert processes_using(tiny_repository) == []
@@ -105,6 +107,19 @@ def test_model_that_fails_to_load_is_named(tiny_repository: Path) -> None:
     with pytest.raises(ServerError, match=expected):
         TritonServer(tiny_repository, ports=free_ports(), ready_timeout_s=60).start()
     assert processes_using(tiny_repository) == []
+
+
+def test_an_unexported_repository_is_named_with_the_fix(tmp_path: Path) -> None:
+    committed = Path(__file__).resolve().parent.parent / "model_repository"
+    fresh = tmp_path / "fresh-clone"
+    for config in committed.glob("*/config.pbtxt"):  # what a fresh clone holds
+        (fresh / config.parent.name).mkdir(parents=True)
+        (fresh / config.parent.name / "config.pbtxt").write_text(config.read_text())
+    result = run_cli("serve", "--model-repository", str(fresh))
+    assert result.returncode == 1
+    assert "has configs but no exported graphs for detector, landmarker, swapper" in result.stdout
+    assert "run `swaptron export`" in result.stdout
+    assert processes_using(fresh) == []
 
 
 def test_missing_stub_for_python_is_named() -> None:
