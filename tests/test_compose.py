@@ -38,6 +38,8 @@ from swaptron.export.tensorrt import ENGINE_SCRIPT, MANIFEST
 from swaptron.server import access
 from swaptron.server.launcher import TritonServer, free_ports
 
+from helpers import ABORTING_JSON, http_status, locked_api_answers
+
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 ADMIN_KEY = "test-admin-key-0123"
@@ -354,9 +356,14 @@ def test_the_admin_key_guards_the_control_apis(compose_server: TritonServer) -> 
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    assert repository_index_status(compose_server.http_url, {}) != 200
+    assert not any(locked_api_answers(compose_server.http_url, compose_server.grpc_url,
+                                      None).values())
+    assert all(locked_api_answers(compose_server.http_url, compose_server.grpc_url,
+                                  ADMIN_KEY).values())
     assert repository_index_status(compose_server.http_url, access.http_headers("wrong")) != 200
-    assert repository_index_status(compose_server.http_url, access.http_headers(ADMIN_KEY)) == 200
+    # the JSON body that aborts Triton 2.51 is refused before it is parsed
+    assert http_status(compose_server.http_url, "/v2/models/faceswap/infer",
+                       body=ABORTING_JSON) == 403
     client = grpcclient.InferenceServerClient(compose_server.grpc_url)
     try:
         assert client.is_server_ready()
@@ -367,6 +374,7 @@ def test_the_admin_key_guards_the_control_apis(compose_server: TritonServer) -> 
             headers=access.grpc_metadata(ADMIN_KEY))
     finally:
         client.close()
+    assert compose_server.alive()
 
 
 # --- the repositories the containers serve ---------------------------------------------------
