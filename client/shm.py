@@ -71,6 +71,12 @@ class ShmRing:
             await self.client.register_system_shared_memory(name, f"/{name}", byte_size,
                                                             headers=self.headers)
         except InferenceServerException as error:
+            if "Unable to open shared memory region" in str(error):
+                raise ShmError(
+                    f"the server cannot open the shared-memory region /{name} that this client "
+                    "created: it does not share this host's /dev/shm (a container, or another "
+                    "machine). --shm works only with a server on this host, such as "
+                    "`swaptron serve`; stream without --shm") from error
             if "restricted" not in str(error):
                 raise
             raise ShmError(f"the server refused to register shared memory without the admin key "

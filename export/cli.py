@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-delay-us", type=int, default=100,
                         help="dynamic batcher's longest wait for a fuller batch")
     parser.add_argument("--no-dynamic-batching", action="store_true")
-    parser.add_argument("--fp16", action="store_true", help="tensorrt: allow FP16 kernels")
+    parser.add_argument("--fp16", action="store_true",
+                        help="tensorrt: run the convolutional networks in FP16 (explicit casts in "
+                             "the graphs; geometry stays FP32; engines built --stronglyTyped)")
     parser.add_argument("--opt-frame", type=frame_size, default=(720, 1280),
                         help="tensorrt: frame size the engines are tuned for (HxW)")
     parser.add_argument("--force", action="store_true", help="re-export even if up to date")

@@ -14,7 +14,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from swaptron.export.geometry import box_iou, frame_to_planar, gather_slots, sample_affine, shape_of
+from swaptron.export.geometry import (
+    GraphOptions,
+    Precision,
+    box_iou,
+    gather_slots,
+    sample_affine,
+    shape_of,
+)
 from swaptron.export.tflite_port import TfliteNetwork
 
 INPUT_SIZE = 128
@@ -53,15 +60,18 @@ def ssd_anchors(input_size: int = INPUT_SIZE, strides: tuple[int, ...] = (8, 16,
 class FaceDetector(nn.Module):
     """BGR frames of any size -> top-K faces with keypoints, all inside one graph."""
 
-    def __init__(self, tflite_file: Path, options: DetectorOptions | None = None) -> None:
+    def __init__(self, tflite_file: Path, options: DetectorOptions | None = None,
+                 graph: GraphOptions | None = None) -> None:
         super().__init__()
         self.options = options or DetectorOptions()
-        self.network = TfliteNetwork(tflite_file)
+        fp16 = (graph or GraphOptions()).fp16_networks
+        self.network = Precision(TfliteNetwork(tflite_file), fp16)
         self.register_buffer("anchors", ssd_anchors(), persistent=False)
 
     def letterbox(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Fit the frame into 128x128 keeping its aspect; returns RGB in [-1,1], scale, offset."""
-        height_width = shape_of(frame, 1, 3)
+        pixels = frame.to(torch.float32)  # FRAME's one use: uint8 stays at the graph's edges
+        height_width = shape_of(pixels, 1, 3)
         scale = INPUT_SIZE / torch.max(height_width)
         offset = (INPUT_SIZE - height_width.flip(0) * scale) / 2.0  # (x, y) of the content
         inverse = 1.0 / scale
@@ -69,8 +79,8 @@ class FaceDetector(nn.Module):
         matrix = torch.stack([
             torch.stack([inverse, zero, -offset[0] * inverse]),
             torch.stack([zero, inverse, -offset[1] * inverse]),
-        ]).reshape(1, 1, 2, 3).expand(frame.shape[0], 1, 2, 3)
-        crops = sample_affine(frame_to_planar(frame), matrix, INPUT_SIZE, INPUT_SIZE)
+        ]).reshape(1, 1, 2, 3).expand(pixels.shape[0], 1, 2, 3)
+        crops = sample_affine(pixels.permute(0, 3, 1, 2), matrix, INPUT_SIZE, INPUT_SIZE)
         rgb = crops[:, [2, 1, 0]]
         return rgb / 127.5 - 1.0, scale, offset
 

@@ -7,13 +7,55 @@ coordinates. Everything here is traceable to ONNX with basic ops plus GridSample
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """How a graph is built for its target, from the same source.
+
+    `fixed_shapes` (the tensorrt target): no shape depends on a value. Every face slot runs
+    through the networks (empty ones are masked), and the blend covers the whole frame, so the
+    graph has no NonZero, no value-dependent Range and no scatter. Without it (the CPU targets)
+    the networks run on the slots that hold a face only and the blend covers a window around
+    the faces: ONNX Runtime handles data-dependent shapes, and that is faster on a CPU.
+    `fp16_networks` (tensorrt --fp16): the convolutional networks run in float16, with casts
+    around them, while the geometry, the blend and the index math stay float32 and int64; with
+    `trtexec --stronglyTyped` TensorRT keeps exactly these precisions.
+    """
+
+    fixed_shapes: bool = False
+    fp16_networks: bool = False
+
+
+class Precision(nn.Module):
+    """A network run in float16 (inputs cast down, outputs cast back up) or as it is."""
+
+    def __init__(self, network: nn.Module, fp16: bool) -> None:
+        super().__init__()
+        self.network = network.half() if fp16 else network
+        self.fp16 = fp16
+
+    def forward(self, *inputs: torch.Tensor) -> object:
+        """The network's outputs (a tensor or a sequence of tensors), always float32."""
+        if not self.fp16:
+            return self.network(*inputs)
+        outputs = self.network(*(tensor.half() for tensor in inputs))
+        if isinstance(outputs, torch.Tensor):
+            return outputs.float()
+        return type(outputs)(output.float() for output in outputs)
 
 
 def frame_to_planar(frame: torch.Tensor) -> torch.Tensor:
-    """uint8 [B,H,W,3] -> float [B,3,H,W] with values 0..255 (channel order kept)."""
-    return frame.permute(0, 3, 1, 2).to(torch.float32)
+    """uint8 [B,H,W,3] -> float [B,3,H,W] with values 0..255 (channel order kept).
+
+    The cast comes first: TensorRT takes uint8 only at the network's edges.
+    """
+    return frame.to(torch.float32).permute(0, 3, 1, 2)
 
 
 def shape_of(tensor: torch.Tensor, start: int, end: int) -> torch.Tensor:
@@ -77,10 +119,9 @@ def select_rows(values: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor,
     """Rows of values [N,...] where keep [N] is true, and their indices; row 0 always comes along.
 
     Lets a network run only on the face slots that hold a face (the batch of crops shrinks to
-    what is there) while never becoming empty.
+    what is there) while never becoming empty. Data-dependent (NonZero): CPU targets only.
     """
-    first = torch.zeros_like(keep)
-    first[0] = True
+    first = torch.arange(keep.shape[0]) == 0
     index = torch.nonzero(keep | first).reshape(-1)
     return values[index], index
 

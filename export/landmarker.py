@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from swaptron.export.geometry import (
+    GraphOptions,
+    Precision,
     apply_affine,
     frame_to_planar,
     rotated_rect_matrix,
@@ -44,9 +46,10 @@ def face_roi(faces: torch.Tensor, keypoints: torch.Tensor
 class FaceLandmarker(nn.Module):
     """Aligned crops -> FaceMesh -> 468 landmarks in frame pixels, inside one graph."""
 
-    def __init__(self, tflite_file: Path) -> None:
+    def __init__(self, tflite_file: Path, graph: GraphOptions | None = None) -> None:
         super().__init__()
-        self.network = TfliteNetwork(tflite_file)
+        self.graph = graph or GraphOptions()
+        self.network = Precision(TfliteNetwork(tflite_file), self.graph.fp16_networks)
 
     def run_mesh(self, frame: torch.Tensor, faces: torch.Tensor, keypoints: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,10 +60,14 @@ class FaceLandmarker(nn.Module):
         matrix = rotated_rect_matrix(centre, side, direction, INPUT_SIZE)  # crop -> frame
         crops = sample_affine(frame_to_planar(frame), matrix, INPUT_SIZE, INPUT_SIZE)
         present = (faces[..., 4] > 0).to(torch.float32)
-        rgb, rows = select_rows(crops[:, [2, 1, 0]] / 255.0, present.reshape(-1) > 0)
-        mesh, presence_logit = self.network(rgb)
-        mesh = scatter_rows(mesh.reshape(-1, NUM_LANDMARKS * 3), rows, batch * slots)
-        presence_logit = scatter_rows(presence_logit.reshape(-1), rows, batch * slots)
+        rgb = crops[:, [2, 1, 0]] / 255.0
+        if self.graph.fixed_shapes:  # every slot; the empty ones are masked below
+            mesh, presence_logit = self.network(rgb)
+        else:  # only the slots that hold a face
+            kept, rows = select_rows(rgb, present.reshape(-1) > 0)
+            mesh, presence_logit = self.network(kept)
+            mesh = scatter_rows(mesh.reshape(-1, NUM_LANDMARKS * 3), rows, batch * slots)
+            presence_logit = scatter_rows(presence_logit.reshape(-1), rows, batch * slots)
         return (mesh.reshape(batch, slots, NUM_LANDMARKS, 3),
                 presence_logit.reshape(batch, slots), matrix, present)
 

@@ -111,8 +111,3 @@ def max_difference(path: Path, module: torch.nn.Module, spec: ModelSpec,
         torch_outputs = (torch_outputs,)
     return {name: float(np.abs(a.astype(np.float64) - b.numpy().astype(np.float64)).max())
             for name, a, b in zip(spec.output_names(), onnx_outputs, torch_outputs, strict=True)}
-
-
-def operator_types(path: Path) -> set[str]:
-    """Every op type used in an ONNX graph."""
-    return {node.op_type for node in onnx.load(str(path)).graph.node}

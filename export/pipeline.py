@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from swaptron import assets
 from swaptron.export.autoencoder import PRESETS, FaceAutoencoder
 from swaptron.export.detector import DetectorOptions, FaceDetector
 from swaptron.export.face_template import load_template
+from swaptron.export.geometry import GraphOptions
 from swaptron.export.landmarker import FaceLandmarker
 from swaptron.export.specs import DIRECTIONS
 from swaptron.export.swapper import BlendOptions, FaceSwapper
@@ -32,6 +33,7 @@ class PipelineOptions:
     direction: str = "a2b"
     preset: str = "lite"  # used only when there are no weights (random initialisation)
     face_size: int | None = None  # only with random weights: overrides the preset's S
+    graph: GraphOptions = field(default_factory=GraphOptions)  # tensorrt: fixed shapes, fp16
 
     def weights_file(self) -> Path | None:
         """The autoencoder weights to load, None for a randomly initialised autoencoder."""
@@ -84,9 +86,9 @@ def build_pipeline(options: PipelineOptions) -> Pipeline:
     if options.direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {options.direction}")
     detector = FaceDetector(assets.tflite_path(assets.DETECTOR_TFLITE),
-                            DetectorOptions(max_faces=options.max_faces))
-    landmarker = FaceLandmarker(assets.tflite_path(assets.LANDMARKER_TFLITE))
+                            DetectorOptions(max_faces=options.max_faces), options.graph)
+    landmarker = FaceLandmarker(assets.tflite_path(assets.LANDMARKER_TFLITE), options.graph)
     autoencoder = load_autoencoder(options)
     swapper = FaceSwapper(autoencoder, DIRECTIONS[options.direction], load_template(),
-                          BlendOptions())
+                          BlendOptions(), options.graph)
     return Pipeline(detector.eval(), landmarker.eval(), swapper.eval())

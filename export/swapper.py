@@ -20,8 +20,9 @@ from torch import nn
 from swaptron.export.autoencoder import FaceAutoencoder
 from swaptron.export.face_template import FACE_OVAL, RIGID_POINTS
 from swaptron.export.geometry import (
+    GraphOptions,
+    Precision,
     apply_affine,
-    frame_to_planar,
     invert_similarity,
     pixel_centres,
     sample_affine,
@@ -39,8 +40,8 @@ class BlendOptions:
     feather: float = 0.10
     erode: float = 0.02
     std_ratio_limits: tuple[float, float] = (0.5, 2.0)
-    use_learned_mask: bool = False
     window_step: int = 16  # window sides are rounded up to a multiple of this many pixels
+    window_margin: float = 2.0  # pixels around the outline
 
 
 def alignment(landmarks: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
@@ -62,7 +63,7 @@ def align_faces(planar: torch.Tensor, landmarks: torch.Tensor, template: torch.T
     to_face = alignment(landmarks, template)
     crops = sample_affine(planar, invert_similarity(to_face), face_size, face_size) / 255.0
     outline = apply_affine(landmarks[:, :, list(FACE_OVAL)], to_face)
-    if keep is None:
+    if keep is None:  # every slot (fixed shapes)
         return to_face, crops, outline_mask(outline.flatten(0, 1), face_size, feather, erode)
     kept, rows = select_rows(outline.flatten(0, 1), keep.reshape(-1))
     mask = outline_mask(kept, face_size, feather, erode)
@@ -127,19 +128,20 @@ class FaceSwapper(nn.Module):
     """Frame + landmarks -> frame with every present face replaced by the target identity."""
 
     def __init__(self, autoencoder: FaceAutoencoder, target: str, template: np.ndarray,
-                 options: BlendOptions | None = None) -> None:
+                 options: BlendOptions | None = None, graph: GraphOptions | None = None) -> None:
         super().__init__()
-        self.encoder = autoencoder.encoder
-        self.decoder = autoencoder.decoders[target]
+        self.graph = graph or GraphOptions()
+        self.encoder = Precision(autoencoder.encoder, self.graph.fp16_networks)
+        self.decoder = Precision(autoencoder.decoders[target], self.graph.fp16_networks)
         self.face_size = autoencoder.preset.face_size
         self.options = options or BlendOptions()
         self.register_buffer("template", torch.from_numpy(template * self.face_size).float(),
                              persistent=False)
 
-    def swap_faces(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Aligned faces [N,3,S,S] in [0,1] -> target identity faces and mask probabilities."""
-        generated, mask_logit = self.decoder(self.encoder(faces))
-        return generated, torch.sigmoid(mask_logit)
+    def swap_faces(self, faces: torch.Tensor) -> torch.Tensor:
+        """Aligned faces [N,3,S,S] in [0,1] -> the target identity's faces."""
+        generated, _mask_logit = self.decoder(self.encoder(faces))
+        return generated
 
     def forward(self, frame: torch.Tensor, landmarks: torch.Tensor, presence: torch.Tensor
                 ) -> torch.Tensor:
@@ -147,69 +149,90 @@ class FaceSwapper(nn.Module):
         options, size = self.options, self.face_size
         batch, slots = landmarks.shape[0], landmarks.shape[1]
         valid = (presence > options.presence_threshold).to(torch.float32)
-        planar = frame_to_planar(frame)
-        to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
-                                               options.feather, options.erode, valid > 0)
-        kept, rows = select_rows(originals, valid.reshape(-1) > 0)
-        generated, learned_mask = self.swap_faces(kept)
-        generated = scatter_rows(generated, rows, batch * slots)
-        learned_mask = scatter_rows(learned_mask, rows, batch * slots)
+        pixels = frame.to(torch.float32)  # FRAME's one use: uint8 stays at the graph's edges
+        planar = pixels.permute(0, 3, 1, 2)
+        if self.graph.fixed_shapes:  # every slot; the empty ones are masked
+            to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
+                                                   options.feather, options.erode)
+            generated = self.swap_faces(originals)
+        else:  # only the slots that hold a face
+            to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
+                                                   options.feather, options.erode, valid > 0)
+            kept, rows = select_rows(originals, valid.reshape(-1) > 0)
+            generated = scatter_rows(self.swap_faces(kept), rows, batch * slots)
         mask = mask * valid.reshape(-1, 1, 1, 1)
-        if options.use_learned_mask:
-            mask = mask * learned_mask
         generated = transfer_colour(generated, originals, mask, options.std_ratio_limits)
         layers = torch.cat([generated * 255.0, mask], dim=1).reshape(batch, slots, 4, size, size)
-        return self.composite(frame, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
+        return self.composite(pixels, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
 
-    def composite(self, frame: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,
-                  to_face: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Warp each slot's face and mask back into a window around it and blend them in.
+    def slot_window(self, pixels: torch.Tensor, outline: torch.Tensor, valid: torch.Tensor,
+                    slot: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where a slot is blended: the columns [B,w] and rows [B,h] of frame pixels, int64.
 
-        frame uint8 [B,H,W,3]; layers [B,K,4,S,S] (BGR 0..255 and mask). A slot's windows share
-        one side L (its largest face's, rounded up; tiny when the slot is empty in every frame),
-        each placed over its face and shifted to lie inside the frame. Only window pixels the
-        mask touches are gathered, blended, rounded and scattered back, all slots in one scatter
-        (where two faces overlap, the later slot's blend wins); every other pixel keeps its exact
-        value. Blending is in float so every op is one TensorRT supports.
+        Fixed shapes: the whole frame. Otherwise a square window of one side for the batch (the
+        slot's largest face, outline plus a margin, rounded up to `window_step`; tiny when the
+        slot is empty everywhere), placed over each image's face and moved inside the frame.
         """
-        batch, height, width = frame.shape[0], frame.shape[1], frame.shape[2]
-        size_hw = torch._shape_as_tensor(frame)[1:3]
-        margin = 2.0
-        low = torch.floor(outline.amin(dim=-2) - margin)  # [B,K,2] (x, y)
-        high = torch.ceil(outline.amax(dim=-2) + margin)
-        extent = ((high - low).amax(dim=-1) * valid).amax(dim=0)  # [K]: largest face per slot
-        step = float(self.options.window_step)
-        sides = (torch.ceil(extent / step).clamp_min(1.0) * step).to(torch.int64)
-        sides = torch.minimum(sides, size_hw.amin())
-        image_start = torch.arange(batch).reshape(batch, 1, 1) * (height * width)
-        indices, alphas, colours = [], [], []
-        for slot in range(layers.shape[1]):
-            side = sides[slot]
-            span = torch.arange(side, dtype=torch.float32)
-            limit = (size_hw.flip(0) - side).to(torch.float32)  # largest origin (x, y)
-            origin = torch.minimum(low[:, slot].clamp_min(0.0), limit)  # [B,2]
-            xs = (origin[:, 0:1] + span).unsqueeze(1)  # [B,1,L]
-            ys = (origin[:, 1:2] + span).unsqueeze(2)  # [B,L,1]
-            matrix = to_face[:, slot] / self.face_size * 2.0  # to GridSample units
-            coefficient = matrix.reshape(batch, 6, 1, 1)
-            grid_x = (coefficient[:, 0] * (xs + 0.5) + coefficient[:, 1] * (ys + 0.5)
+        batch = pixels.shape[0]
+        size_wh = torch._shape_as_tensor(pixels)[1:3].flip(0)  # (W, H) int64
+        if self.graph.fixed_shapes:
+            origin = torch.zeros(batch, 2, dtype=torch.int64)
+            extent = size_wh
+        else:
+            margin = self.options.window_margin
+            low = torch.floor(outline[:, slot].amin(dim=-2) - margin)  # [B,2]
+            high = torch.ceil(outline[:, slot].amax(dim=-2) + margin)
+            span = ((high - low).amax(dim=-1) * valid[:, slot]).amax(dim=0)  # largest face
+            step = float(self.options.window_step)
+            side = (torch.ceil(span / step).clamp_min(1.0) * step).to(torch.int64)
+            extent = torch.minimum(side, size_wh)  # (w, h)
+            origin = torch.minimum(low.clamp(0.0, 1e9).to(torch.int64), size_wh - extent)
+        columns = origin[:, 0:1] + torch.arange(extent[0]).unsqueeze(0)
+        rows = origin[:, 1:2] + torch.arange(extent[1]).unsqueeze(0)
+        return columns, rows
+
+    def composite(self, pixels: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,
+                  to_face: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Warp each slot's face and mask back into the frame and blend them in.
+
+        pixels: the frame as float [B,H,W,3] (0..255); layers [B,K,4,S,S] (BGR 0..255 and
+        mask). The slots are blended one after the other, the last slot first and slot 0 (the
+        most confident face) last, each rounded before the next: where two faces overlap, the
+        more confident one is on top. The order is part of the graph, so the pixels are the
+        same on every run and every device, and both variants give the same frame. Pixels no
+        mask touches keep their exact value. With fixed shapes each slot is blended over the
+        whole frame (an alpha of 0 gives the original back exactly). Otherwise each slot is
+        blended in its window (slot_window) and only the pixels its mask touches are written
+        back: one scatter per slot, in order, each with unique indices from int64 arithmetic.
+        """
+        shape = pixels.shape
+        batch, height, width = shape[0], shape[1], shape[2]
+        if not self.graph.fixed_shapes:
+            pixels = pixels.reshape(-1, 3)
+            image_start = torch.arange(batch).reshape(batch, 1, 1) * (height * width)
+        for slot in reversed(range(layers.shape[1])):
+            columns, rows = self.slot_window(pixels.reshape(shape), outline, valid, slot)
+            centre_x = (columns.to(torch.float32) + 0.5).unsqueeze(1)  # [B,1,w]
+            centre_y = (rows.to(torch.float32) + 0.5).unsqueeze(2)  # [B,h,1]
+            coefficient = (to_face[:, slot] / self.face_size * 2.0).reshape(batch, 6, 1, 1)
+            grid_x = (coefficient[:, 0] * centre_x + coefficient[:, 1] * centre_y
                       + coefficient[:, 2] - 1.0)
-            grid_y = (coefficient[:, 3] * (xs + 0.5) + coefficient[:, 4] * (ys + 0.5)
+            grid_y = (coefficient[:, 3] * centre_x + coefficient[:, 4] * centre_y
                       + coefficient[:, 5] - 1.0)
-            grid = torch.stack([grid_x, grid_y], dim=-1)  # [B,L,L,2]
-            warped = F.grid_sample(layers[:, slot], grid, mode="bilinear", padding_mode="zeros",
-                                   align_corners=False)  # [B,4,L,L]
-            index = image_start + (ys * width + xs).to(torch.int64)  # [B,L,L]
-            indices.append(index.reshape(-1))
-            alphas.append(warped[:, 3].reshape(-1))
-            colours.append(warped[:, 0:3].permute(0, 2, 3, 1).reshape(-1, 3))
-        alpha = torch.cat(alphas)
-        touched = torch.nonzero(alpha > 0).reshape(-1)
-        index = torch.cat(indices)[touched]
-        alpha = alpha[touched].unsqueeze(1).expand(-1, 3)
-        colour = torch.cat(colours)[touched]
-        pixels = frame.reshape(-1, 3).to(torch.float32)
-        original = pixels[index]
-        blended = (original + alpha * (colour - original)).round().clamp(0.0, 255.0)
-        pixels = pixels.index_put((index,), blended)
-        return pixels.reshape(frame.shape).to(torch.uint8)
+            warped = F.grid_sample(layers[:, slot], torch.stack([grid_x, grid_y], dim=-1),
+                                   mode="bilinear", padding_mode="zeros",
+                                   align_corners=False)  # [B,4,h,w]
+            alpha = warped[:, 3] * valid[:, slot].reshape(batch, 1, 1)  # [B,h,w]
+            colour = warped[:, 0:3].permute(0, 2, 3, 1)  # [B,h,w,3]
+            if self.graph.fixed_shapes:
+                blended = pixels + alpha.unsqueeze(-1) * (colour - pixels)
+                pixels = blended.round().clamp(0.0, 255.0)
+                continue
+            index = (image_start + rows.unsqueeze(2) * width + columns.unsqueeze(1)).reshape(-1)
+            touched = torch.nonzero(alpha.reshape(-1) > 0).reshape(-1)
+            index = index[touched]
+            original = pixels[index]
+            weight = alpha.reshape(-1)[touched].unsqueeze(1)
+            blended = original + weight * (colour.reshape(-1, 3)[touched] - original)
+            pixels = pixels.index_put((index,), blended.round().clamp(0.0, 255.0))
+        return pixels.reshape(shape).to(torch.uint8)

@@ -1,4 +1,5 @@
-"""TensorRT engines: optimisation profiles, `trtexec` commands, and the op support check.
+"""TensorRT engines: optimisation profiles and `trtexec` commands (the static check that the
+graphs parse is export/tensorrt_check.py).
 
 TensorRT engines belong to the GPU and TensorRT version that build them, so they are built on
 the GPU host: with the TensorRT Python API when it is importable here, otherwise by the
@@ -15,25 +16,6 @@ from pathlib import Path
 
 from swaptron.export.specs import FRAME_MAX_SIDE, FRAME_MIN_SIDE, ModelSpec
 
-# Ops the ONNX-TensorRT parser imports (the "Y" rows of onnx-tensorrt's docs/operators.md for
-# TensorRT 8.5, opset 17; later TensorRT releases support a superset).
-TENSORRT_ONNX_OPS = frozenset("""
-Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast
-Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace
-DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather
-GatherElements GatherND Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater
-GreaterOrEqual GridSample GRU HardSwish HardSigmoid Identity If ImageScaler
-InstanceNormalization IsNaN LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM
-LpNormalization LpPool MatMul Max MaxPool Mean MeanVarianceNormalization Min Mod Mul Neg
-NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear
-RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1
-ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
-ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter
-ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
-Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose
-Trilu Unsqueeze Upsample Where Xor
-""".split())
-
 ENGINE_SCRIPT = "build_engines.sh"
 MANIFEST = "engines.json"
 MANIFEST_FORMAT = '{"gpu": "%s", "tensorrt": "%s", "inputs": "%s"}'
@@ -49,7 +31,7 @@ class ProfileOptions:
     min_frame: tuple[int, int] = (FRAME_MIN_SIDE, FRAME_MIN_SIDE)
     opt_frame: tuple[int, int] = (720, 1280)
     max_frame: tuple[int, int] = (FRAME_MAX_SIDE, FRAME_MAX_SIDE)
-    fp16: bool = True
+    fp16: bool = False  # the graphs' networks run in float16 (GraphOptions.fp16_networks)
     workspace_mib: int = 2048
 
 
@@ -88,9 +70,10 @@ def trtexec_command(spec: ModelSpec, onnx_path: str, plan_path: str,
                f"--minShapes={shape_argument(shapes, 0)}",
                f"--optShapes={shape_argument(shapes, 1)}",
                f"--maxShapes={shape_argument(shapes, 2)}",
-               f"--memPoolSize=workspace:{options.workspace_mib}M", "--skipInference"]
-    if options.fp16:
-        command.append("--fp16")
+               f"--memPoolSize=workspace:{options.workspace_mib}M", "--skipInference",
+               # precisions come from the ONNX types: float16 networks with --fp16, float32
+               # geometry and int64 indices always (never FP16 index math)
+               "--stronglyTyped"]
     return command
 
 
@@ -152,15 +135,14 @@ def build_with_api(spec: ModelSpec, onnx_path: Path, plan_path: Path,
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(
+        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-    if options.fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
     for name, (low, best, high) in profile_shapes(spec, options).items():
         profile.set_shape(name, low, best, high)
@@ -169,8 +151,3 @@ def build_with_api(spec: ModelSpec, onnx_path: Path, plan_path: Path,
     if engine is None:
         raise RuntimeError(f"TensorRT failed to build {spec.name}")
     plan_path.write_bytes(bytes(engine))
-
-
-def unsupported(ops: set[str]) -> set[str]:
-    """Ops TensorRT's ONNX parser does not import."""
-    return ops - TENSORRT_ONNX_OPS

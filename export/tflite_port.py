@@ -166,11 +166,11 @@ class TfliteNetwork(nn.Module):
         """Run the graph on NCHW input; outputs come back in TFLite's NHWC layout."""
         values: dict[int, torch.Tensor] = {self.input_index: image}
         for operator in self.operators:
-            values[operator.outputs[0]] = self._apply(operator, values)
+            values[operator.outputs[0]] = self._run_operator(operator, values)
         outputs = [values[i] for i in self.output_indices]
         return [o.permute(0, 2, 3, 1) if o.dim() == 4 else o for o in outputs]
 
-    def _apply(self, operator: Operator, values: dict[int, torch.Tensor]) -> torch.Tensor:
+    def _run_operator(self, operator: Operator, values: dict[int, torch.Tensor]) -> torch.Tensor:
         x = values.get(operator.inputs[0])
         kind, options = operator.kind, operator.options
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):

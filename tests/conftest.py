@@ -100,6 +100,15 @@ def exported_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repository
 
 
+@pytest.fixture(scope="session")
+def tensorrt_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tensorrt-target repository (fixed-shape graphs, FP32) with its build_engines.sh."""
+    folder = tmp_path_factory.mktemp("tensorrt") / "repository"
+    export_repository(PipelineOptions(), ServingOptions(target="tensorrt"), folder,
+                      progress=lambda _: None)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def faceswap_server(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[TritonServer]:

@@ -381,15 +381,6 @@ def test_the_admin_key_guards_the_control_apis(compose_server: TritonServer) -> 
 
 
 @pytest.fixture(scope="module")
-def tensorrt_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tensorrt-target repository with its build_engines.sh, exported once for the module."""
-    folder = tmp_path_factory.mktemp("tensorrt") / "repository"
-    export_repository(PipelineOptions(), ServingOptions(target="tensorrt"), folder,
-                      progress=lambda _: None)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def onnxruntime_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An onnxruntime-target repository, exported once for the module."""
     folder = tmp_path_factory.mktemp("onnxruntime") / "repository"
@@ -460,7 +451,7 @@ def test_trtexec_profiles_match_every_onnx_input(tensorrt_repository: Path) -> N
         flags = commands[name]
         assert flags["--onnx"] == f"{name}/1/model.onnx"
         assert flags["--saveEngine"] == f"{name}/1/{config.default_model_filename}.part"
-        assert "--fp16" in flags
+        assert "--stronglyTyped" in flags and "--fp16" not in flags
         inputs = onnx_inputs(tensorrt_repository / flags["--onnx"])
         levels = [profile(flags[f"--{level}Shapes"]) for level in ("min", "opt", "max")]
         for shapes in levels:
