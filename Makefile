@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEBS := libb64-0d opencv-doc docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup debs weights run test lint bench demo-weights clean
+.PHONY: setup debs weights run test test-fast lint bench demo-weights clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ run: setup
 test: setup
 	@$(BIN)/pytest
 
+# The unit layer: no export, no server, under 30 s.
+test-fast: $(STAMP)
+	@$(BIN)/pytest tests/unit
+
 lint: $(STAMP)
 	@$(BIN)/ruff check .
 
@@ -48,7 +52,6 @@ bench: setup
 
 # Rebuild the demo identities from Megamind.avi (100 minutes on 2 CPU cores).
 demo-weights: setup
-	@$(BIN)/swaptron export >/dev/null
 	@$(BIN)/swaptron extract
 	@$(BIN)/swaptron train --minutes 100 --threads 2
 	@$(BIN)/swaptron evaluate

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 from swaptron import assets
 from swaptron.benchmarks import clients, inputs, perf_analyzer, report, targets, variants
 from swaptron.benchmarks.cli import DEFAULT_RESULTS, DEFAULT_SEED, DEFAULT_WORK
+from swaptron.server.ort_session import OrtChain
+from swaptron.specs import DETECTOR, ENSEMBLE, FRAME, NETWORKS
 
 if TYPE_CHECKING:
     from swaptron.server.launcher import TritonServer
 
-ENSEMBLE = "faceswap"
 FULL_LEVELS = (1, 2, 4, 8)
 QUICK_LEVELS = (1, 2, 4)
 QUICK_VARIANT_LEVELS = (1, 4)
@@ -328,7 +329,7 @@ def measure_served(url: str, variant: variants.Variant, pid: int | None, plan: B
     profile_model(url, variant.name, ENSEMBLE, levels, context.input_files[ENSEMBLE], plan,
                   context, found)
     if variant.name == "default":
-        for network in inputs.NETWORKS:
+        for network in NETWORKS:
             profile_model(url, variant.name, network, plan.network_levels,
                           context.input_files[network], plan, context, found)
         run_clients(url, context.video, plan, context.estimated_fps, context.work, found, say)
@@ -384,8 +385,8 @@ def measure_recovery(server: TritonServer, video: Path, timeout_s: float = 60.0
 
     from swaptron.server.launcher import stub_models
 
-    frame = assets.read_frames(video, [inputs.ANCHOR_FRAME])[0][None]
-    victims = [pid for pid, model in stub_models(server.pid or 0).items() if model == "detector"]
+    frame = assets.read_frames(video, [assets.ANCHOR_FRAME])[0][None]
+    victims = [pid for pid, model in stub_models(server.pid or 0).items() if model == DETECTOR]
     if not victims:
         return {"seconds": None, "error": "no detector stub found"}
     killed = time.monotonic()
@@ -393,7 +394,7 @@ def measure_recovery(server: TritonServer, video: Path, timeout_s: float = 60.0
     while time.monotonic() - killed < timeout_s:
         try:
             with grpcclient.InferenceServerClient(server.grpc_url) as client:
-                tensor = grpcclient.InferInput("FRAME", list(frame.shape), "UINT8")
+                tensor = grpcclient.InferInput(FRAME, list(frame.shape), "UINT8")
                 tensor.set_data_from_numpy(frame)
                 client.infer(ENSEMBLE, [tensor])
             break
@@ -502,7 +503,7 @@ def prepare_inputs(repository: Path, plan: BenchPlan, work: Path, found: Collect
     except assets.AssetError as error:
         raise BenchError(str(error)) from error
     serving = variants.find_variant("default").serving
-    chain = inputs.open_chain(repository, serving.intra_op_threads, serving.intra_op_spinning)
+    chain = OrtChain.open(repository, serving.intra_op_threads, serving.intra_op_spinning)
     indices = inputs.one_face_frames(chain, frames, plan.perf_frames)
     if not indices:
         raise BenchError(f"no frame of {video} has exactly one face: check the detector export")

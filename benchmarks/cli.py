@@ -6,11 +6,12 @@ import argparse
 import shlex
 from pathlib import Path
 
-from swaptron.assets import REPO_ROOT
+from swaptron.assets import project_dir
+from swaptron.specs import DETECTOR
 
-DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
-DEFAULT_WORK = REPO_ROOT / "build" / "bench"
-DEFAULT_SEED = REPO_ROOT / "model_repository"
+DEFAULT_RESULTS = project_dir() / "benchmarks" / "results"
+DEFAULT_WORK = project_dir() / "build" / "bench"
+DEFAULT_SEED = project_dir() / "model_repository"
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return run_models(args.model_repository, args.output_dir)
     readme = args.readme
     if readme is None and args.output_dir.resolve() == DEFAULT_RESULTS.resolve():
-        readme = REPO_ROOT / "README.md"
+        readme = project_dir() / "README.md"
     request = BenchRequest(quick=args.quick, url=args.url, variants=args.variants,
                            concurrency=args.concurrency, seconds=args.seconds,
                            output_dir=args.output_dir, work_dir=args.work_dir,
@@ -131,7 +132,7 @@ def run_models(repository: Path, output: Path) -> int:
     from swaptron.benchmarks import models
     from swaptron.benchmarks.bench import host_name
 
-    if not (repository / "detector" / "1" / "model.onnx").is_file():
+    if not (repository / DETECTOR / "1" / "model.onnx").is_file():
         print(f"error: no exported graphs in {repository}: run `swaptron export`")
         return 1
     frames = assets.read_frames(assets.demo_video())

@@ -1,8 +1,9 @@
-"""Real inputs for the bench: the three exported graphs in one process, frames, input data.
+"""Real inputs for the bench: frames, perf_analyzer input data and the in-process baseline.
 
-`OrtChain` runs detector -> landmarker -> swapper with ONNX Runtime, one session per graph, as the
-server's Python-backend models do (same files, same thread settings). It is the in-process
-baseline, and it gives the real intermediate tensors that perf_analyzer sends to the networks.
+The in-process chain (`OrtChain`, server/ort_session.py) runs detector -> landmarker -> swapper
+with ONNX Runtime as the server's Python-backend models do (same files, same thread settings).
+It is the in-process baseline, and it gives the real intermediate tensors that perf_analyzer
+sends to the networks.
 """
 
 from __future__ import annotations
@@ -10,65 +11,28 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-from swaptron.export.specs import ENSEMBLE_MAX_BATCH
-from swaptron.server.ort_session import cpu_session
+from swaptron.assets import ANCHOR_FRAME
+from swaptron.server.ort_session import OrtChain
+from swaptron.specs import ENSEMBLE, ENSEMBLE_MAX_BATCH, FACES, FRAME, NETWORKS
 
-NETWORKS = ("detector", "landmarker", "swapper")
 FACE_SCORE = 0.5
-ANCHOR_FRAME = 120  # one face, as the export checks on
-
-
-@dataclass
-class OrtChain:
-    """One ONNX Runtime session per network, run in ensemble order."""
-
-    sessions: dict[str, ort.InferenceSession]
-    intra_op_threads: int
-
-    def inputs_of(self, network: str) -> list[str]:
-        """Input names of a network's graph."""
-        return [tensor.name for tensor in self.sessions[network].get_inputs()]
-
-    def run(self, frame: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Every tensor of the chain for one BGR frame [H,W,3] (batch 1), and seconds per graph."""
-        tensors: dict[str, np.ndarray] = {"FRAME": frame[None]}
-        seconds: dict[str, float] = {}
-        for network in NETWORKS:
-            session = self.sessions[network]
-            names = [tensor.name for tensor in session.get_outputs()]
-            started = time.perf_counter()
-            values = session.run(names, {name: tensors[name] for name in self.inputs_of(network)})
-            seconds[network] = time.perf_counter() - started
-            tensors.update(zip(names, values, strict=True))
-        return tensors, seconds
-
-
-def open_chain(repository: Path, intra_op_threads: int = 1, spinning: bool = False) -> OrtChain:
-    """Sessions on a repository's `<network>/1/model.onnx`, opened like the served models."""
-    sessions = {}
-    for network in NETWORKS:
-        sessions[network] = cpu_session(repository / network / "1" / "model.onnx",
-                                        intra_op_threads, spinning)
-    return OrtChain(sessions, intra_op_threads)
 
 
 def face_count(tensors: dict[str, np.ndarray]) -> int:
     """Faces the detector found in a batch-1 result."""
-    return int((tensors["FACES"][0, :, 4] > FACE_SCORE).sum())
+    return int((tensors[FACES][0, :, 4] > FACE_SCORE).sum())
 
 
 def one_face_frames(chain: OrtChain, frames: list[np.ndarray], count: int,
                     stride: int = 10) -> list[int]:
     """Up to `count` indices of frames with exactly one face, evenly spread, ANCHOR_FRAME first."""
     candidates = sorted({ANCHOR_FRAME, *range(0, len(frames), stride)} & set(range(len(frames))))
-    found = [i for i in candidates if face_count(chain.run(frames[i])[0]) == 1]
+    found = [i for i in candidates if face_count(chain.run(frames[i][None])[0]) == 1]
     anchor = [ANCHOR_FRAME] if ANCHOR_FRAME in found else []
     rest = [i for i in found if i != ANCHOR_FRAME]
     wanted = min(count - len(anchor), len(rest))
@@ -95,8 +59,8 @@ def write_input_data(samples: list[dict[str, np.ndarray]], names: list[str], pat
 def input_data_files(chain: OrtChain, frames: list[np.ndarray], indices: list[int],
                      folder: Path) -> dict[str, Path]:
     """An input-data file per model (`faceswap` and each network) from the chosen frames."""
-    samples = [chain.run(frames[i])[0] for i in indices]
-    files = {"faceswap": write_input_data(samples, ["FRAME"], folder / "faceswap.json",
+    samples = [chain.run(frames[i][None])[0] for i in indices]
+    files = {ENSEMBLE: write_input_data(samples, [FRAME], folder / f"{ENSEMBLE}.json",
                                           batch_axis=ENSEMBLE_MAX_BATCH == 0)}
     for network in NETWORKS:
         files[network] = write_input_data(samples, chain.inputs_of(network),
@@ -113,14 +77,14 @@ def in_process_baseline(chain: OrtChain, frames: list[np.ndarray], seconds: floa
                         min_frames: int = 10, warmup: int = 3) -> dict[str, Any]:
     """FPS of the chain called frame after frame in this process, over the video in order."""
     for frame in frames[:warmup]:
-        chain.run(frame)
+        chain.run(frame[None])
     latencies: list[float] = []
     per_network = dict.fromkeys(NETWORKS, 0.0)
     started = time.perf_counter()
     while len(latencies) < min_frames or time.perf_counter() - started < seconds:
         frame = frames[len(latencies) % len(frames)]
         begin = time.perf_counter()
-        _, timings = chain.run(frame)
+        _, timings = chain.run(frame[None])
         latencies.append((time.perf_counter() - begin) * 1000.0)
         for network, value in timings.items():
             per_network[network] += value

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from swaptron.benchmarks.inputs import NETWORKS, one_face_frames, open_chain
+from swaptron.benchmarks.inputs import one_face_frames
+from swaptron.server.ort_session import OrtChain
+from swaptron.specs import NETWORKS
 
 BATCHES = (1, 8)
 
@@ -43,9 +45,9 @@ def measure(repository: Path, frames: list[np.ndarray], threads: tuple[int, ...]
     """Rows of (network, threads, batch, ms per call, ms per frame)."""
     rows = []
     for count in threads:
-        chain = open_chain(repository, intra_op_threads=count)
+        chain = OrtChain.open(repository, threads=count)
         indices = one_face_frames(chain, frames, 8)
-        tensors = [chain.run(frames[i])[0] for i in indices]
+        tensors = [chain.run(frames[i][None])[0] for i in indices]
         for network in NETWORKS:
             for batch in BATCHES:
                 feeds = batched_inputs(tensors, chain.inputs_of(network), batch)

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from swaptron.specs import ENSEMBLE, NETWORKS
+
 README_BEGIN = "<!-- bench:begin -->"
 README_END = "<!-- bench:end -->"
 LATENCY_TICKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -117,7 +119,7 @@ def variants_table(results: Results) -> str:
 def profile_table(results: Results) -> str:
     """Where the time goes: per-network queue + compute ms per request, from Triton's statistics."""
     profile = results["profile"]
-    networks = ("detector", "landmarker", "swapper")
+    networks = NETWORKS
     in_process = profile["in_process_ms"]
     rows = [["in-process chain (compute only)", *(cell(in_process.get(n), 2) for n in networks),
              "–"]]
@@ -130,12 +132,12 @@ def profile_table(results: Results) -> str:
               for key, models in profile["clients"].items()]
     for label, models in named:
         parts = []
-        for network in (*networks, "faceswap"):
+        for network in (*networks, ENSEMBLE):
             times = models.get(network) if isinstance(models, dict) else None
             parts.append(f"{cell(times['queue_ms'], 2)} + {cell(times['compute_ms'], 2)}"
                          if times else "–")
         rows.append([label, *parts])
-    return table(["run", "detector", "landmarker", "swapper", "faceswap (request)"], rows)
+    return table(["run", *networks, f"{ENSEMBLE} (request)"], rows)
 
 
 def header(results: Results) -> str:
@@ -225,7 +227,7 @@ def throughput_plot(results: Results, path: Path) -> Path:
             (row["concurrency"], row["throughput"]))
     for (variant, model), points in series.items():
         points.sort()
-        style = "-o" if model == "faceswap" else "--."
+        style = "-o" if model == ENSEMBLE else "--."
         axes.plot([p[0] for p in points], [p[1] for p in points], style,
                   label=f"{model} ({variant})")
     baselines = results["baselines"]

@@ -87,7 +87,7 @@ def prepare_repository(variant: Variant, seed: Path | None, folder: Path,
                        progress: Callable[[str], None], *, replace_graphs: bool = False) -> Path:
     """Export a variant's repository into folder, reusing the seed's graphs when current."""
     from swaptron.export.build import export_repository
-    from swaptron.export.pipeline import PipelineOptions
+    from swaptron.networks.pipeline import PipelineOptions
 
     if seed is not None and seed.is_dir() and seed.resolve() != folder.resolve():
         link_graphs(seed, folder, replace_graphs)

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from swaptron.specs import ENSEMBLE
+
 if TYPE_CHECKING:
     from swaptron.client.metrics import StreamMetrics
     from swaptron.client.sinks import VideoSink
@@ -68,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="start the file again at its end")
     parser.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
     parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    parser.add_argument("--model", default="faceswap")
+    parser.add_argument("--model", default=ENSEMBLE)
     parser.add_argument("--mode", choices=("stream", "serial"), default="stream",
                         help="stream: pipelined (default); serial: one blocking call per frame")
     parser.add_argument("--max-inflight", type=positive_int, default=2,

@@ -14,11 +14,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
+from swaptron.client.infer import ShmPlace
 from swaptron.server import access
+from swaptron.specs import SWAPPED
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # its pkg_resources import is deprecated
@@ -92,16 +93,12 @@ class ShmRing:
                     await self.client.unregister_system_shared_memory(name, headers=self.headers)
                 await self.register(name, slot.byte_size)
 
-    def request(self, slot: int, frame: np.ndarray
-                ) -> tuple[list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]:
-        """Copy a frame into a slot; the inputs and outputs of its request."""
+    def places(self, slot: int, frame: np.ndarray) -> tuple[ShmPlace, dict[str, ShmPlace]]:
+        """Copy a frame into a slot; where its request finds the frame and puts SWAPPED."""
         region = self.slots[slot]
         shm.set_shared_memory_region(region.input_handle, [frame])
-        tensor = grpcclient.InferInput("FRAME", [1, *frame.shape], "UINT8")
-        tensor.set_shared_memory(region.input_name, frame.nbytes)
-        swapped = grpcclient.InferRequestedOutput("SWAPPED")
-        swapped.set_shared_memory(region.output_name, frame.nbytes)
-        return [tensor], [swapped, grpcclient.InferRequestedOutput("FACES")]
+        return (ShmPlace(region.input_name, frame.nbytes),
+                {SWAPPED: ShmPlace(region.output_name, frame.nbytes)})
 
     def swapped(self, slot: int, shape: tuple[int, ...]) -> np.ndarray:
         """A copy of the swapped frame the server wrote into a slot."""

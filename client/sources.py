@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from swaptron.assets import IMAGE_SUFFIXES
+
 DEFAULT_FOLDER_FPS = 24.0
 
 

@@ -15,24 +15,34 @@ import signal
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
-import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
+from tritonclient.grpc import InferResult, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from swaptron.client.infer import (
+    frame_request,
+    infer_once,
+    open_channel,
+    open_stub,
+    stream_answers,
+)
 from swaptron.client.metrics import StreamMetrics
 from swaptron.client.shm import ShmRing, first_line
 from swaptron.client.sinks import DisplaySink, VideoSink, VirtualCameraSink
 from swaptron.client.sources import Captured, FrameSource
+from swaptron.specs import ENSEMBLE, FACES, SWAPPED
 
 CONNECTION_ERRORS = (InferenceServerException, grpc.RpcError, ConnectionError)
-UNAVAILABLE_STATUSES = ("StatusCode.UNAVAILABLE", "StatusCode.CANCELLED",
-                        "StatusCode.DEADLINE_EXCEEDED", "StatusCode.UNKNOWN",
-                        "StatusCode.INTERNAL")
+# gRPC codes that mean the server is gone, not that it refused this frame (INVALID_ARGUMENT,
+# INTERNAL for a model failure, NOT_FOUND): those fail the frame and the stream goes on
+LOST_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+              grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN)
+LOST_STATUSES = tuple(str(code) for code in LOST_CODES)
 DRAIN_TIMEOUT_S = 10.0
 
 
@@ -45,7 +55,7 @@ class StreamOptions:
     """Where to send frames and how."""
 
     url: str = "127.0.0.1:8001"
-    model: str = "faceswap"
+    model: str = ENSEMBLE
     mode: str = "stream"  # "stream" (pipelined) or "serial" (one blocking request per frame)
     max_inflight: int = 2
     shm: bool = False
@@ -136,9 +146,11 @@ class Delivery:
 
 
 def is_connection_error(error: BaseException) -> bool:
-    """True for errors that mean the server is gone rather than a bad request."""
+    """True for errors that mean the server is gone rather than a refused frame."""
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        return error.code() in LOST_CODES
     if isinstance(error, InferenceServerException):
-        return error.status() in UNAVAILABLE_STATUSES or error.status() is None
+        return error.status() in LOST_STATUSES or error.status() is None
     return True
 
 
@@ -199,29 +211,29 @@ class Streamer:
         finally:
             await self.mailbox.close()
 
-    def build_request(self, item: Captured, slot: int) -> tuple[
-            list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]:
-        """Inputs and outputs of one frame's request (through shared memory with --shm)."""
-        if self.ring is not None:
-            return self.ring.request(slot, item.frame)
-        tensor = grpcclient.InferInput("FRAME", [1, *item.frame.shape], "UINT8")
-        tensor.set_data_from_numpy(item.frame[None])
-        outputs = [grpcclient.InferRequestedOutput(n) for n in ("SWAPPED", "FACES")]
-        return [tensor], outputs
+    def build_request(self, item: Captured, slot: int) -> service_pb2.ModelInferRequest:
+        """One frame's request, named by its index (through shared memory with --shm)."""
+        frame_place, output_places = (self.ring.places(slot, item.frame)
+                                      if self.ring is not None else (None, None))
+        return frame_request(self.options.model, str(item.index), item.frame,
+                             [SWAPPED, FACES], frame_place, output_places)
 
-    def swapped(self, result: grpcclient.InferResult, item: Captured, slot: int) -> np.ndarray:
+    def swapped(self, result: InferResult, item: Captured, slot: int) -> np.ndarray:
         """The swapped frame of a response."""
         if self.ring is not None:
             return self.ring.swapped(slot, item.frame.shape)
-        return result.as_numpy("SWAPPED")[0]
+        return result.as_numpy(SWAPPED)[0]
 
-    async def pipelined(self, client: aioclient.InferenceServerClient) -> None:
-        """Frames on one bidirectional stream with at most max_inflight waiting for answers."""
+    async def pipelined(self, stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
+        """Frames on one bidirectional stream with at most max_inflight waiting for answers.
+
+        Every answer names its request, so a refused frame is the one marked failed.
+        """
         window = asyncio.Semaphore(self.options.max_inflight)
         inflight: OrderedDict[str, tuple[Captured, int]] = OrderedDict()
         free_slots = deque(range(self.options.max_inflight))
 
-        async def requests():
+        async def requests() -> AsyncIterator[service_pb2.ModelInferRequest]:
             while True:
                 await window.acquire()
                 item = await self.mailbox.take()
@@ -230,22 +242,18 @@ class Streamer:
                 slot = free_slots.popleft()
                 if self.ring is not None:
                     await self.ring.ensure(item.frame.nbytes)
-                inputs, outputs = self.build_request(item, slot)
-                inflight[str(item.index)] = (item, slot)
+                request = self.build_request(item, slot)
+                inflight[request.id] = (item, slot)
                 self.delivery.sent(item)
-                yield {"model_name": self.options.model, "inputs": inputs, "outputs": outputs,
-                       "request_id": str(item.index)}
+                yield request
 
-        responses = client.stream_infer(requests())
         try:
-            async for result, error in responses:
-                if error is not None:
-                    key = next(iter(inflight))
-                    item, slot = inflight.pop(key)
-                    self.delivery.lost(item, "failed", str(error))
+            async for answer in stream_answers(stub, requests()):
+                item, slot = inflight.pop(answer.request_id)
+                if answer.error is not None:
+                    self.delivery.lost(item, "failed", answer.error)
                 else:
-                    item, slot = inflight.pop(result.get_response().id)
-                    self.delivery.received(item, self.swapped(result, item, slot))
+                    self.delivery.received(item, self.swapped(answer.result, item, slot))
                 free_slots.append(slot)
                 window.release()
         finally:
@@ -253,7 +261,7 @@ class Streamer:
                 self.delivery.lost(item, "failed", "connection lost with the frame in flight")
             inflight.clear()
 
-    async def serial(self, client: aioclient.InferenceServerClient) -> None:
+    async def serial(self, stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
         """The prototype's way: one blocking request per frame, nothing else in flight."""
         while True:
             item = await self.mailbox.take()
@@ -261,13 +269,12 @@ class Streamer:
                 return
             if self.ring is not None:
                 await self.ring.ensure(item.frame.nbytes)
-            inputs, outputs = self.build_request(item, 0)
+            request = self.build_request(item, 0)
             self.delivery.sent(item)
             try:
-                result = await client.infer(self.options.model, inputs, outputs=outputs,
-                                            request_id=str(item.index))
-            except InferenceServerException as error:
-                self.delivery.lost(item, "failed", str(error))
+                result = await infer_once(stub, request)
+            except grpc.RpcError as error:
+                self.delivery.lost(item, "failed", rpc_message(error))
                 if is_connection_error(error):
                     raise
                 continue
@@ -303,7 +310,8 @@ class Streamer:
                     return
                 if options.shm:
                     self.ring = ShmRing(client, max(1, options.max_inflight))
-                await self.stream_with(client)
+                async with open_channel(options.url) as channel:
+                    await self.stream_with(client, open_stub(channel))
         finally:
             for signum, handler in previous.items():
                 loop.remove_signal_handler(signum)
@@ -327,7 +335,8 @@ class Streamer:
         await asyncio.gather(task, return_exceptions=True)
         return False
 
-    async def stream_with(self, client: aioclient.InferenceServerClient) -> None:
+    async def stream_with(self, client: aioclient.InferenceServerClient,
+                          stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
         """Capture and stream sessions on a ready server; server statistics around them."""
         options = self.options
         before = await server_statistics(client)
@@ -335,7 +344,7 @@ class Streamer:
         if options.live:
             tasks.append(asyncio.create_task(self.live_status()))
         try:
-            await self.sessions(client)
+            await self.sessions(client, stub)
         finally:
             for task in tasks:
                 task.cancel()
@@ -349,11 +358,12 @@ class Streamer:
                 with contextlib.suppress(*CONNECTION_ERRORS):
                     await self.ring.release()
 
-    async def sessions(self, client: aioclient.InferenceServerClient) -> None:
+    async def sessions(self, client: aioclient.InferenceServerClient,
+                       stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
         """Run stream sessions until done; a lost connection starts a new one."""
         session = self.pipelined if self.options.mode == "stream" else self.serial
         while True:
-            work = asyncio.create_task(session(client))
+            work = asyncio.create_task(session(stub))
             stop = asyncio.create_task(self.stopping.wait())
             done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
             if work not in done:  # stop requested: stop capturing, let what is in flight finish
@@ -365,10 +375,10 @@ class Streamer:
             error = work.exception()
             if error is None:
                 return
-            if not isinstance(error, CONNECTION_ERRORS):
+            if not isinstance(error, CONNECTION_ERRORS) or not is_connection_error(error):
                 raise error
             self.delivery.metrics.reconnects += 1
-            print(f"\nconnection to {self.options.url} lost ({first_line(error)}); reconnecting",
+            print(f"\nconnection to {self.options.url} lost ({rpc_message(error)}); reconnecting",
                   file=sys.stderr, flush=True)
             if not await self.unless_stopped(wait_ready(
                     client, self.options.model, self.options.url,
@@ -376,6 +386,14 @@ class Streamer:
                 return
             if self.ring is not None:
                 await self.ring.reregister()
+
+
+def rpc_message(error: BaseException) -> str:
+    """The first line of a gRPC (or other) error's text, with its status code."""
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        details = (error.details() or "").strip()
+        return f"{error.code().name}: {details.splitlines()[0] if details else ''}"
+    return first_line(error)
 
 
 async def server_statistics(client: aioclient.InferenceServerClient) -> dict[str, dict[str, int]]:

@@ -1,1 +1,1 @@
-"""PyTorch modules -> ONNX -> Triton model repository (and TensorRT engines); training."""
+"""ONNX export of the networks, the Triton repository configs, TensorRT profiles and checks."""

@@ -10,20 +10,26 @@ from pathlib import Path
 
 import numpy as np
 
+import swaptron.networks
+import swaptron.specs
 from swaptron import assets
 from swaptron.export import onnx_export, tensorrt, tensorrt_check
-from swaptron.export.geometry import GraphOptions
-from swaptron.export.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.export.repository import (
     ServingOptions,
     ensemble_config,
     model_config,
     write_model_folder,
 )
-from swaptron.export.specs import PUBLISHED_SUFFIX, ModelSpec, model_specs
-
-EXAMPLE_FRAMES = (120, 10)  # one face; a face with a second one in the background
-SOURCE_FOLDER = Path(__file__).resolve().parent
+from swaptron.networks.geometry import GraphOptions
+from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
+from swaptron.specs import (
+    PRESENCE,
+    PUBLISHED_SUFFIX,
+    SWAPPED,
+    ModelSpec,
+    faceswap_ensemble,
+    model_specs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ class ExportError(RuntimeError):
     """The export cannot be completed; the message says why."""
 
 
-FP16_TOLERANCE = {"SWAPPED": 8.0, "PRESENCE": 0.02}  # float16 networks: two runtimes' rounding
+FP16_TOLERANCE = {SWAPPED: 8.0, PRESENCE: 0.02}  # float16 networks: two runtimes' rounding
 
 
 def tolerance(output: str, fp16: bool = False) -> float:
@@ -53,17 +59,21 @@ def tolerance(output: str, fp16: bool = False) -> float:
     name = output.removesuffix(PUBLISHED_SUFFIX)
     if fp16:
         return FP16_TOLERANCE.get(name, 0.5)
-    return 1.0 if name == "SWAPPED" else 1e-2
+    return 1.0 if name == SWAPPED else 1e-2
 
 
 def example_frames() -> np.ndarray:
     """Real demo frames the graphs are traced and checked on, and warmed up with."""
-    return np.stack(assets.read_frames(assets.demo_video(), list(EXAMPLE_FRAMES)))
+    return np.stack(assets.read_frames(assets.demo_video(), list(assets.EXAMPLE_FRAMES)))
 
 
 def source_files(pipeline_options: PipelineOptions) -> list[Path]:
-    """Files whose bytes decide the graphs: the export code, weights and template."""
-    files = sorted(SOURCE_FOLDER.glob("*.py")) + sorted((SOURCE_FOLDER / "assets").glob("*"))
+    """Files whose bytes decide the graphs: the networks (code and template), the specs, the
+    tracing code, the MediaPipe weights and the autoencoder weights. Training code, CLI help
+    and the rest of export/ do not shape a graph, so changing them needs no re-export."""
+    networks = Path(swaptron.networks.__file__).resolve().parent
+    files = sorted(networks.glob("*.py")) + sorted(networks.glob("*.json"))
+    files += [Path(swaptron.specs.__file__).resolve(), Path(onnx_export.__file__).resolve()]
     files += [assets.tflite_path(w) for w in assets.ALL_TFLITE]
     weights = pipeline_options.weights_file()
     if weights is not None:
@@ -103,7 +113,7 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
                      progress)
         warmup = {name: tensors[name][:1] for name in spec.input_names()}
         write_model_folder(output, model_config(spec, serving, warmup), serving.target, warmup)
-    write_model_folder(output, ensemble_config(pipeline_options.max_faces, serving),
+    write_model_folder(output, ensemble_config(faceswap_ensemble(pipeline_options.max_faces)),
                        serving.target, None)
     check_tensorrt(list(specs.values()), output, serving.target, progress)
     if serving.target == "tensorrt":

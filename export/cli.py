@@ -6,12 +6,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from swaptron.assets import REPO_ROOT, AssetError
-from swaptron.export.specs import DIRECTIONS, TARGETS
+from swaptron.assets import AssetError, project_dir
+from swaptron.specs import DIRECTIONS, TARGETS
 
-DEFAULT_OUTPUTS = {"python-ort": REPO_ROOT / "model_repository",
-                   "onnxruntime": REPO_ROOT / "build" / "onnxruntime",
-                   "tensorrt": REPO_ROOT / "build" / "tensorrt"}
+
+def default_output(target: str) -> Path:
+    """Where a target's repository goes by default."""
+    if target == "python-ort":
+        return project_dir() / "model_repository"
+    return project_dir() / "build" / target
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -58,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export the repository; one line per step."""
     from swaptron.export.build import ExportError, export_repository
-    from swaptron.export.pipeline import PipelineOptions
     from swaptron.export.repository import ServingOptions
     from swaptron.export.tensorrt import ProfileOptions
+    from swaptron.networks.pipeline import PipelineOptions
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.max_faces < 1:
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                              intra_op_spinning=args.spin)
     profiles = ProfileOptions(max_batch=args.max_batch_size, opt_frame=args.opt_frame,
                               fp16=args.fp16)
-    output = args.output or DEFAULT_OUTPUTS[args.target]
+    output = args.output or default_output(args.target)
     try:
         export_repository(pipeline, serving, output, force=args.force, profiles=profiles)
     except (ExportError, AssetError, FileNotFoundError, ValueError) as error:

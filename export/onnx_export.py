@@ -13,8 +13,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from swaptron.export.specs import ModelSpec
 from swaptron.server.ort_session import cpu_session
+from swaptron.specs import ModelSpec
 
 OPSET = 17
 FINGERPRINT_KEY = "swaptron_fingerprint"

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from swaptron.export.specs import FRAME_MAX_SIDE, FRAME_MIN_SIDE, ModelSpec
+from swaptron.specs import FRAME_MAX_SIDE, FRAME_MIN_SIDE, ModelSpec
 
 ENGINE_SCRIPT = "build_engines.sh"
 MANIFEST = "engines.json"

@@ -1,13 +1,20 @@
-"""The one way swaptron opens an ONNX Runtime CPU session (served models, benchmarks, checks).
+"""The one way swaptron runs exported graphs with ONNX Runtime on a CPU: a session (served
+models, export checks) and the chain of the ensemble's networks in one process (the bench's
+in-process baseline, tests).
 
 Torch-free, so the Python-backend stubs can import it without loading PyTorch.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
+
+from swaptron.specs import FRAME, NETWORKS
 
 
 def cpu_session(path: Path, threads: int = 1, spinning: bool = False) -> ort.InferenceSession:
@@ -20,3 +27,41 @@ def cpu_session(path: Path, threads: int = 1, spinning: bool = False) -> ort.Inf
                                      "1" if spinning else "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class OrtChain:
+    """One session per network of a repository (`<network>/1/model.onnx`), run in ensemble
+    order: every tensor of the chain, named as in the specs."""
+
+    sessions: dict[str, ort.InferenceSession]
+    intra_op_threads: int
+
+    @classmethod
+    def open(cls, repository: Path, threads: int = 1, spinning: bool = False,
+             networks: tuple[str, ...] = NETWORKS) -> OrtChain:
+        """Sessions opened like the served models (threads, spinning)."""
+        return cls({network: cpu_session(repository / network / "1" / "model.onnx", threads,
+                                         spinning) for network in networks}, threads)
+
+    def inputs_of(self, network: str) -> list[str]:
+        """Input names of a network's graph."""
+        return [tensor.name for tensor in self.sessions[network].get_inputs()]
+
+    def run_network(self, network: str, tensors: dict[str, np.ndarray]
+                    ) -> dict[str, np.ndarray]:
+        """One network on the tensors it takes; all its outputs."""
+        session = self.sessions[network]
+        names = [tensor.name for tensor in session.get_outputs()]
+        values = session.run(names, {name: tensors[name] for name in self.inputs_of(network)})
+        return dict(zip(names, values, strict=True))
+
+    def run(self, frames: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Every tensor of the chain for uint8 BGR frames [B,H,W,3], and seconds per network."""
+        tensors: dict[str, np.ndarray] = {FRAME: frames}
+        seconds: dict[str, float] = {}
+        for network in self.sessions:
+            started = time.perf_counter()
+            tensors.update(self.run_network(network, tensors))
+            seconds[network] = time.perf_counter() - started
+        return tensors, seconds

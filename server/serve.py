@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from swaptron.assets import REPO_ROOT
+from swaptron.assets import project_dir
 from swaptron.server import access
 from swaptron.server.launcher import ServerError, ServerPorts, TritonServer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `swaptron serve`."""
-    parser.add_argument("--model-repository", type=Path, default=REPO_ROOT / "model_repository",
+    parser.add_argument("--model-repository", type=Path, default=project_dir() / "model_repository",
                         help="Triton model repository (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: %(default)s; 0.0.0.0 opens it)")

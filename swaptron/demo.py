@@ -8,20 +8,18 @@ import sys
 from pathlib import Path
 
 from swaptron import assets
-from swaptron.assets import REPO_ROOT
-
-DEFAULT_OUTPUT = REPO_ROOT / "out"
+from swaptron.assets import project_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `swaptron demo`."""
     parser.add_argument("--direction", choices=("a2b", "b2a"), default="a2b",
                         help="a2b: the woman gets the man's face (default); b2a: the reverse")
-    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT,
+    parser.add_argument("--output-dir", type=Path, default=project_dir() / "out",
                         help="where the swapped video, report and server log go")
     parser.add_argument("--unpaced", action="store_true",
                         help="send frames as fast as they go instead of at the video's 24 FPS")
-    parser.add_argument("--model-repository", type=Path, default=REPO_ROOT / "model_repository")
+    parser.add_argument("--model-repository", type=Path, default=project_dir() / "model_repository")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from swaptron.cli import build_parser
     from swaptron.client.cli import run as stream
     from swaptron.export.build import ExportError, export_repository
-    from swaptron.export.pipeline import PipelineOptions
     from swaptron.export.repository import ServingOptions
+    from swaptron.networks.pipeline import PipelineOptions
     from swaptron.server.launcher import ServerError, TritonServer, free_ports
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)

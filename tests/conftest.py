@@ -12,8 +12,8 @@ from skimage import data
 
 from swaptron import assets
 from swaptron.export.build import export_repository
-from swaptron.export.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.export.repository import ServingOptions
+from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.server.launcher import TritonServer, free_ports
 
 DOUBLE_CONFIG = """

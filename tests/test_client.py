@@ -149,6 +149,52 @@ def test_failed_frames_exit_non_zero_unless_allowed(faceswap_server: TritonServe
     assert tolerant.returncode == 0, tolerant.stdout + tolerant.stderr
 
 
+def image_folder(folder: Path, frames: list[np.ndarray]) -> Path:
+    """Frames as numbered PNG files (an image-folder source)."""
+    folder.mkdir()
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), frame)
+    return folder
+
+
+def test_a_refused_frame_is_the_one_marked_failed(faceswap_server: TritonServer,
+                                                  megamind_frames: list[np.ndarray],
+                                                  tmp_path: Path) -> None:
+    """Frame 2 is too small: its refusal overtakes frames 0 and 1, still being swapped. The
+    client used to blame the oldest frame in flight, then crash on frame 0's real answer."""
+    tiny = np.zeros((32, 32, 3), np.uint8)
+    source = image_folder(tmp_path / "frames", [megamind_frames[120], megamind_frames[121],
+                                                tiny, megamind_frames[122]])
+    result = stream("--source", str(source), "--url", faceswap_server.grpc_url,
+                    "--max-inflight", "3", "--max-failed", "0.5",
+                    "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    check_counts(report)
+    assert [f["status"] for f in report["frames"]] == ["received", "received", "failed",
+                                                       "received"]
+    assert "FRAME is 32x32 pixels" in report["frames"][2]["error"]
+
+
+def test_a_model_failure_in_serial_mode_is_not_a_reconnect(faceswap_server: TritonServer,
+                                                           megamind_frames: list[np.ndarray],
+                                                           tmp_path: Path) -> None:
+    """A frame too large for the bounded shared memory fails with INTERNAL; the client used to
+    count that as a lost connection and reconnect."""
+    huge = np.zeros((10000, 10000, 3), np.uint8)
+    source = image_folder(tmp_path / "frames", [megamind_frames[120], huge,
+                                                megamind_frames[121]])
+    result = stream("--source", str(source), "--url", faceswap_server.grpc_url,
+                    "--mode", "serial", "--max-failed", "0.5",
+                    "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [f["status"] for f in report["frames"]] == ["received", "failed", "received"]
+    assert "INTERNAL" in report["frames"][1]["error"]
+    assert report["reconnects"] == 0
+    assert "reconnecting" not in result.stderr
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--frames", "-1", "must be at least 1"),
     ("--fps", "-5", "must be above 0"),

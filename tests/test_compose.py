@@ -1,12 +1,11 @@
-"""docker-compose.yml: validated by the real `docker-compose`, and the repositories it serves.
+"""docker-compose.yml, validated by the real `docker-compose` (no Docker engine is needed for
+`docker-compose config`), and its server flags run by the real tritonserver 2.51.
 
-The compose checks run `docker-compose config` (no Docker engine is needed for it). Which services
-`up` starts comes from Compose itself: `config --services` on Compose 2, and on docker-compose 1
-(which does not filter that listing by profile) its own profile and dependency code, run in its
-own interpreter without a daemon. The repository checks export real repositories and read them
-the way NVIDIA's container will: configs with Triton's protobuf, graphs with `onnx`, and the
-TensorRT build script run with stand-ins for `trtexec` and `nvidia-smi`, the two tools that need
-a GPU.
+Which services `up` starts: `config --services` lists them on Compose 2; docker-compose 1 (the
+Debian package) lists every service whatever the profiles, so there the Compose specification's
+rule is applied to the file it resolved: the services of an enabled profile (from --profile,
+else COMPOSE_PROFILES, else the project's .env), plus what they depend on. The repositories these
+services serve are tested in test_targets.py.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import urllib.error
@@ -23,53 +21,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-from tritonclient.grpc import model_config_pb2 as mc
 
-from swaptron.assets import REPO_ROOT
-from swaptron.export.build import export_repository
-from swaptron.export.cli import DEFAULT_OUTPUTS
-from swaptron.export.pipeline import PipelineOptions
-from swaptron.export.repository import WARMUP_FOLDER, ServingOptions, parse_config
-from swaptron.export.specs import FRAME_MAX_SIDE, FRAME_MIN_SIDE
-from swaptron.export.tensorrt import ENGINE_SCRIPT, MANIFEST
+from swaptron.assets import CHECKOUT
+from swaptron.export.cli import default_output
+from swaptron.export.tensorrt import ENGINE_SCRIPT
 from swaptron.server import access
 from swaptron.server.launcher import TritonServer, free_ports
 
 from helpers import ABORTING_JSON, http_status, locked_api_answers
 
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+COMPOSE_FILE = CHECKOUT / "docker-compose.yml"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 ADMIN_KEY = "test-admin-key-0123"
 SERVERS = ("triton", "triton-cpu")
 PROFILES = ("gpu", "cpu", "client")
 PORTS = (8000, 8001, 8002)
-ONNX_TYPES = {"TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_FP32": onnx.TensorProto.FLOAT,
-              "TYPE_FP16": onnx.TensorProto.FLOAT16}
-BYTES_PER_ITEM = {"TYPE_UINT8": 1, "TYPE_FP32": 4, "TYPE_FP16": 2}
 
-# docker-compose 1 has no daemon-free "which services would start": run its own code for it
-# (profile resolution from --profile / COMPOSE_PROFILES / .env, then Project.get_services, the
-# selection `up` makes, dependencies included).
-V1_SELECTION = """
-import json, sys
-from compose.cli.command import get_profiles_from_options
-from compose.config import config
-from compose.config.environment import Environment
-from compose.project import Project
-from compose.service import Service
-project_dir, *flags = sys.argv[1:]
-environment = Environment.from_env_file(project_dir)
-data = config.load(config.find(project_dir, None, environment))
-profiles = get_profiles_from_options({"--profile": flags}, environment)
-services = [Service(s["name"], project="swaptron",
-                    **{k: v for k, v in s.items() if k not in ("name", "networks")})
-            for s in data.services]
-project = Project("swaptron", services, None, enabled_profiles=profiles)
-print(json.dumps([s.name for s in project.get_services(include_deps=True)]))
-"""
 YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
 
 
@@ -84,7 +52,7 @@ class Compose:
             ) -> subprocess.CompletedProcess[str]:
         """`docker-compose -f docker-compose.yml FLAGS ARGS` in the repository root."""
         return subprocess.run([self.binary, "-f", str(COMPOSE_FILE), *flags, *args],
-                              cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              cwd=CHECKOUT, env=env, capture_output=True, text=True,
                               timeout=60, check=False)
 
     def config(self, env: dict[str, str]) -> dict:
@@ -106,10 +74,33 @@ class Compose:
             result = self.run(flags, ["config", "--services"], env)
             assert result.returncode == 0, result.stderr
             return set(result.stdout.split())
-        result = subprocess.run([*self.python, "-c", V1_SELECTION, str(REPO_ROOT), *profiles],
-                                env=env, capture_output=True, text=True, timeout=60, check=False)
-        assert result.returncode == 0, result.stderr
-        return set(json.loads(result.stdout))
+        return profile_selection(self.config(env)["services"], enabled_profiles(env, profiles))
+
+
+def enabled_profiles(env: dict[str, str], flags: list[str]) -> set[str]:
+    """Profiles a command enables: its --profile flags, else COMPOSE_PROFILES from the
+    environment, else from the project's .env (the Compose specification's order)."""
+    if flags:
+        return set(flags)
+    if "COMPOSE_PROFILES" in env:
+        return set(env["COMPOSE_PROFILES"].split(","))
+    for line in (CHECKOUT / ".env").read_text().splitlines():
+        if line.startswith("COMPOSE_PROFILES="):
+            return set(line.split("=", 1)[1].split(","))
+    return set()
+
+
+def profile_selection(services: dict[str, dict], profiles: set[str]) -> set[str]:
+    """Services without profiles or with an enabled one, and everything they depend on."""
+    chosen = {name for name, service in services.items()
+              if not service.get("profiles") or profiles & set(service["profiles"])}
+    pending = list(chosen)
+    while pending:
+        for dependency in services[pending.pop()].get("depends_on", {}):
+            if dependency not in chosen:
+                chosen.add(dependency)
+                pending.append(dependency)
+    return chosen
 
 
 def script_interpreter(binary: str) -> list[str] | None:
@@ -202,7 +193,7 @@ def test_every_service_is_behind_a_profile(services: dict[str, dict]) -> None:
     profiles = {name: service.get("profiles") for name, service in services.items()}
     assert profiles == {"engines": ["gpu"], "triton": ["gpu"], "triton-cpu": ["cpu"],
                         "client": ["client"]}
-    env_file = (REPO_ROOT / ".env").read_text().splitlines()
+    env_file = (CHECKOUT / ".env").read_text().splitlines()
     assert "COMPOSE_PROFILES=gpu" in env_file
 
 
@@ -234,7 +225,7 @@ def test_gpu_services_reserve_the_same_gpu_and_cpu_ones_none(services: dict[str,
 
 def test_servers_serve_the_repositories_swaptron_export_writes(
         services: dict[str, dict]) -> None:
-    tensorrt, onnxruntime = (str(DEFAULT_OUTPUTS[t]) for t in ("tensorrt", "onnxruntime"))
+    tensorrt, onnxruntime = (str(default_output(t)) for t in ("tensorrt", "onnxruntime"))
     assert mounts(services["engines"]) == {"/models": (tensorrt, False)}
     assert mounts(services["triton"]) == {"/models": (tensorrt, True)}
     assert mounts(services["triton-cpu"]) == {"/models": (onnxruntime, True)}
@@ -377,209 +368,3 @@ def test_the_admin_key_guards_the_control_apis(compose_server: TritonServer) -> 
     assert compose_server.alive()
 
 
-# --- the repositories the containers serve ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def onnxruntime_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An onnxruntime-target repository, exported once for the module."""
-    folder = tmp_path_factory.mktemp("onnxruntime") / "repository"
-    export_repository(PipelineOptions(), ServingOptions(target="onnxruntime"), folder,
-                      progress=lambda _: None)
-    return folder
-
-
-def configs(repository: Path) -> dict[str, mc.ModelConfig]:
-    """Every model config of a repository, parsed as Triton parses it."""
-    return {path.parent.name: parse_config(path)
-            for path in sorted(repository.glob("*/config.pbtxt"))}
-
-
-def onnx_inputs(path: Path) -> dict[str, tuple[int, list[int | str]]]:
-    """Graph inputs of an ONNX file: name -> (element type, dims; a str for a dynamic dim)."""
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {init.name for init in graph.initializer}
-    found = {}
-    for tensor in graph.input:
-        if tensor.name in initializers:
-            continue
-        kind = tensor.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                for d in kind.shape.dim]
-        found[tensor.name] = (kind.elem_type, dims)
-    return found
-
-
-def trtexec_commands(script: str) -> dict[str, dict[str, str]]:
-    """Model name -> `--flag` -> value of each trtexec command in build_engines.sh."""
-    commands = {}
-    for line in script.splitlines():
-        if not line.startswith('"$TRTEXEC" --'):
-            continue
-        flags = dict(part.split("=", 1) if "=" in part else (part, "")
-                     for part in shlex.split(line)[1:])
-        commands[flags["--onnx"].split("/")[0]] = flags
-    return commands
-
-
-def profile(argument: str) -> dict[str, list[int]]:
-    """`A:1x64x3,B:1x2` -> {"A": [1, 64, 3], "B": [1, 2]}."""
-    shapes = {}
-    for item in argument.split(","):
-        name, dims = item.rsplit(":", 1)
-        shapes[name] = [int(d) for d in dims.split("x")]
-    return shapes
-
-
-def check_dimension(index: int, onnx_dim: int | str, low: int, best: int, high: int,
-                    max_batch: int) -> None:
-    """One dimension of a profile against the graph: static equal, batch 1..max, frame sides."""
-    if isinstance(onnx_dim, int):
-        assert low == best == high == onnx_dim
-    elif index == 0:
-        assert (low, high) == (1, max_batch) and low <= best <= high
-    else:
-        assert low <= FRAME_MIN_SIDE and high >= FRAME_MAX_SIDE and low <= best <= high
-
-
-def test_trtexec_profiles_match_every_onnx_input(tensorrt_repository: Path) -> None:
-    commands = trtexec_commands((tensorrt_repository / ENGINE_SCRIPT).read_text())
-    networks = {name: c for name, c in configs(tensorrt_repository).items()
-                if c.platform == "tensorrt_plan"}
-    assert set(commands) == set(networks) == {"detector", "landmarker", "swapper"}
-    for name, config in networks.items():
-        flags = commands[name]
-        assert flags["--onnx"] == f"{name}/1/model.onnx"
-        assert flags["--saveEngine"] == f"{name}/1/{config.default_model_filename}.part"
-        assert "--stronglyTyped" in flags and "--fp16" not in flags
-        inputs = onnx_inputs(tensorrt_repository / flags["--onnx"])
-        levels = [profile(flags[f"--{level}Shapes"]) for level in ("min", "opt", "max")]
-        for shapes in levels:
-            assert list(shapes) == list(inputs) == [t.name for t in config.input]
-        for tensor in config.input:
-            elem_type, dims = inputs[tensor.name]
-            assert elem_type == ONNX_TYPES[mc.DataType.Name(tensor.data_type)]
-            assert [d if isinstance(d, int) else -1 for d in dims[1:]] == list(tensor.dims)
-            low, best, high = (shapes[tensor.name] for shapes in levels)
-            assert len(low) == len(best) == len(high) == len(dims)
-            for index, onnx_dim in enumerate(dims):
-                check_dimension(index, onnx_dim, low[index], best[index], high[index],
-                                config.max_batch_size)
-        for sample in config.model_warmup:
-            for key, value in sample.inputs.items():
-                low, _, high = (shapes[key] for shapes in levels)
-                assert all(a <= d <= b for a, d, b in zip(low[1:], value.dims, high[1:],
-                                                           strict=True))
-
-
-FAKE_TRTEXEC = """#!/usr/bin/env bash
-if [ "${1:-}" = "--help" ]; then
-  echo "&&&& RUNNING TensorRT.trtexec [TensorRT v100500] # trtexec --help"; exit 0
-fi
-echo "$*" >> "$TRTEXEC_LOG"
-for arg in "$@"; do
-  case "$arg" in --saveEngine=*) printf 'engine for %s' "$FAKE_GPU" > "${arg#--saveEngine=}";; esac
-done
-"""
-FAKE_NVIDIA_SMI = """#!/usr/bin/env bash
-[ -n "$FAKE_GPU" ] || exit 9
-echo "$FAKE_GPU"
-"""
-
-
-@dataclass(frozen=True)
-class EngineRun:
-    """One run of build_engines.sh: exit status, output, and trtexec builds it made."""
-
-    returncode: int
-    output: str
-    builds: int
-
-
-def run_build_script(repository: Path, tools: Path, gpu: str) -> EngineRun:
-    """Run build_engines.sh from another folder with the stand-in GPU tools first on PATH."""
-    log = tools / "trtexec.log"
-    before = len(log.read_text().splitlines()) if log.is_file() else 0
-    env = {"PATH": f"{tools}:/usr/bin:/bin", "TRTEXEC": str(tools / "trtexec"),
-           "TRTEXEC_LOG": str(log), "FAKE_GPU": gpu}
-    result = subprocess.run(["bash", str(repository / ENGINE_SCRIPT)], cwd=tools, env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
-    after = len(log.read_text().splitlines()) if log.is_file() else 0
-    return EngineRun(result.returncode, result.stdout + result.stderr, after - before)
-
-
-def test_engines_are_built_once_per_gpu_tensorrt_and_onnx(tensorrt_repository: Path,
-                                                          tmp_path: Path) -> None:
-    repository = tmp_path / "repository"
-    shutil.copytree(tensorrt_repository, repository)
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    for name, text in (("trtexec", FAKE_TRTEXEC), ("nvidia-smi", FAKE_NVIDIA_SMI)):
-        (tools / name).write_text(text)
-        (tools / name).chmod(0o755)
-    plans = [repository / m / "1" / "model.plan" for m in ("detector", "landmarker", "swapper")]
-
-    first = run_build_script(repository, tools, "NVIDIA H100 80GB HBM3")
-    assert (first.returncode, first.builds) == (0, 3), first.output
-    assert all(p.read_text() == "engine for NVIDIA H100 80GB HBM3" for p in plans)
-    assert not list(repository.glob("*/1/*.part"))
-    manifest = json.loads((repository / MANIFEST).read_text())
-    assert manifest["gpu"] == "NVIDIA H100 80GB HBM3"
-    assert manifest["tensorrt"] == "TensorRT v100500"
-
-    again = run_build_script(repository, tools, "NVIDIA H100 80GB HBM3")
-    assert (again.returncode, again.builds) == (0, 0), again.output
-    assert "already built" in again.output
-
-    other_gpu = run_build_script(repository, tools, "NVIDIA L4")
-    assert (other_gpu.returncode, other_gpu.builds) == (0, 3), other_gpu.output
-    assert json.loads((repository / MANIFEST).read_text())["gpu"] == "NVIDIA L4"
-
-    with (repository / "swapper" / "1" / "model.onnx").open("ab") as onnx_file:
-        onnx_file.write(b"\0")
-    reexported = run_build_script(repository, tools, "NVIDIA L4")
-    assert (reexported.returncode, reexported.builds) == (0, 3), reexported.output
-
-    no_gpu = run_build_script(repository, tools, "")
-    assert no_gpu.returncode != 0 and no_gpu.builds == 0
-    assert "no GPU visible" in no_gpu.output
-
-
-def test_onnxruntime_repository_is_complete_for_nvidia_container(
-        onnxruntime_repository: Path) -> None:
-    found = configs(onnxruntime_repository)
-    assert set(found) == {"detector", "landmarker", "swapper", "faceswap"}
-    for name, config in found.items():
-        assert config.name == name
-        folder = onnxruntime_repository / name
-        assert (folder / "1").is_dir()
-        if config.platform == "ensemble":
-            continue
-        assert config.backend == "onnxruntime"
-        assert all(g.kind != mc.ModelInstanceGroup.KIND_GPU for g in config.instance_group)
-        graph = folder / "1" / config.default_model_filename
-        assert graph.is_file()
-        inputs = onnx_inputs(graph)
-        assert list(inputs) == [t.name for t in config.input]
-        for tensor in config.input:
-            assert inputs[tensor.name][0] == ONNX_TYPES[mc.DataType.Name(tensor.data_type)]
-        assert config.model_warmup
-        for sample in config.model_warmup:
-            for value in sample.inputs.values():
-                data = folder / WARMUP_FOLDER / value.input_data_file
-                size = int(np.prod(value.dims)) * BYTES_PER_ITEM[mc.DataType.Name(value.data_type)]
-                assert data.stat().st_size == size
-
-
-def test_onnxruntime_ensemble_steps_name_models_that_exist(onnxruntime_repository: Path) -> None:
-    found = configs(onnxruntime_repository)
-    ensemble = found["faceswap"]
-    assert ensemble.platform == "ensemble"
-    produced = {t.name for t in ensemble.input}
-    for step in ensemble.ensemble_scheduling.step:
-        model = found[step.model_name]
-        assert set(step.input_map) == {t.name for t in model.input}
-        assert set(step.input_map.values()) <= produced
-        assert set(step.output_map) <= {t.name for t in model.output}
-        produced |= set(step.output_map.values())
-    assert {t.name for t in ensemble.output} <= produced

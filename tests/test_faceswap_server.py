@@ -12,9 +12,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from swaptron.export.specs import ENSEMBLE
 from swaptron.server import access
 from swaptron.server.launcher import TritonServer
+from swaptron.specs import ENSEMBLE
 
 pytestmark = pytest.mark.server
 

@@ -20,9 +20,9 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from swaptron import assets
-from swaptron.export.specs import ENSEMBLE
 from swaptron.server import access
 from swaptron.server.launcher import SHM_FOLDER, TritonServer, free_ports, stub_models
+from swaptron.specs import ENSEMBLE
 
 from helpers import (
     ABORTING_JSON,

@@ -10,9 +10,9 @@ from tflite_runtime.interpreter import Interpreter
 
 from swaptron import assets
 from swaptron.export import onnx_export
-from swaptron.export.pipeline import Pipeline
-from swaptron.export.specs import PUBLISHED_SUFFIX, model_specs
-from swaptron.export.tflite_port import TfliteNetwork
+from swaptron.networks.pipeline import Pipeline
+from swaptron.networks.tflite_port import TfliteNetwork
+from swaptron.specs import PUBLISHED_SUFFIX, model_specs
 
 
 def tflite_outputs(weights: assets.TfliteWeights, image: np.ndarray) -> list[np.ndarray]:

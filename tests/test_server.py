@@ -15,6 +15,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from swaptron.assets import CHECKOUT
 from swaptron.benchmarks import perf_analyzer
 from swaptron.server import access
 from swaptron.server.launcher import (
@@ -110,7 +111,7 @@ def test_model_that_fails_to_load_is_named(tiny_repository: Path) -> None:
 
 
 def test_an_unexported_repository_is_named_with_the_fix(tmp_path: Path) -> None:
-    committed = Path(__file__).resolve().parent.parent / "model_repository"
+    committed = CHECKOUT / "model_repository"
     fresh = tmp_path / "fresh-clone"
     for config in committed.glob("*/config.pbtxt"):  # what a fresh clone holds
         (fresh / config.parent.name).mkdir(parents=True)

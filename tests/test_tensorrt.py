@@ -11,9 +11,9 @@ import pytest
 
 from swaptron.export import tensorrt_check
 from swaptron.export.build import export_repository
-from swaptron.export.pipeline import PipelineOptions
 from swaptron.export.repository import ServingOptions
 from swaptron.export.tensorrt import ProfileOptions
+from swaptron.networks.pipeline import PipelineOptions
 from swaptron.server.ort_session import cpu_session
 
 NETWORKS = ("detector", "landmarker", "swapper")

@@ -11,21 +11,19 @@ import pytest
 import torch
 
 from swaptron import assets
-from swaptron.export.autoencoder import FaceAutoencoder
-from swaptron.export.extract import ExtractError, extract, parse_ranges
-from swaptron.export.pipeline import DEMO_WEIGHTS
-from swaptron.export.train import TrainOptions, load_faces, train
+from swaptron.networks.autoencoder import FaceAutoencoder
+from swaptron.training.extract import ExtractError, extract, parse_ranges
+from swaptron.training.train import TrainOptions, load_faces, train
 
 CARD_KEYS = ("recon_error", "swap_rate", "pose_error_deg", "mouth_corr", "seam_ratio", "steps",
              "minutes")
 
 
 @pytest.fixture(scope="module")
-def small_dataset(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Twenty Megamind frames of each character, extracted with the exported graphs."""
+def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twenty Megamind frames of each character, extracted with the detector and landmarker."""
     output = tmp_path_factory.mktemp("dataset")
-    counts = extract(assets.demo_video(), ["a=20-39", "b=100-119"], output, exported_repository,
-                     64)
+    counts = extract(assets.demo_video(), ["a=20-39", "b=100-119"], output, 64)
     assert counts == {"a": 20, "b": 20}
     return output
 
@@ -81,13 +79,13 @@ def test_a_few_steps_lower_the_loss(small_dataset: Path, tmp_path: Path) -> None
 
 
 def test_committed_demo_weights_and_card() -> None:
-    assert DEMO_WEIGHTS.is_file(), "demo weights missing: run `make demo-weights`"
-    assert DEMO_WEIGHTS.stat().st_size < 50 * 1024 * 1024
-    model = FaceAutoencoder.load(DEMO_WEIGHTS)
+    assert assets.demo_weights().is_file(), "demo weights missing: run `make demo-weights`"
+    assert assets.demo_weights().stat().st_size < 50 * 1024 * 1024
+    model = FaceAutoencoder.load(assets.demo_weights())
     assert model.preset.name == "lite" and model.preset.face_size == 64
     assert set(model.decoders) == {"a", "b"}
-    card = json.loads((DEMO_WEIGHTS.parent / "card.json").read_text())
+    card = json.loads((assets.demo_weights().parent / "card.json").read_text())
     for key in CARD_KEYS:
         assert key in card, key
-    assert (DEMO_WEIGHTS.parent / "TRAINING.md").is_file()
-    assert (DEMO_WEIGHTS.parent / "loss.png").stat().st_size > 1000
+    assert (assets.demo_weights().parent / "TRAINING.md").is_file()
+    assert (assets.demo_weights().parent / "loss.png").stat().st_size > 1000

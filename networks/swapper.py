@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from swaptron.export.autoencoder import FaceAutoencoder
-from swaptron.export.face_template import FACE_OVAL, RIGID_POINTS
-from swaptron.export.geometry import (
+from swaptron.networks.autoencoder import FaceAutoencoder
+from swaptron.networks.face_template import FACE_OVAL, RIGID_POINTS
+from swaptron.networks.geometry import (
     GraphOptions,
     Precision,
     apply_affine,

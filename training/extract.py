@@ -1,9 +1,10 @@
 """`swaptron extract`: aligned face datasets from a video or an image folder.
 
-Faces are found by our own exported detector and landmarker graphs in ONNX Runtime and aligned
-with the swapper's own `align_faces`, so training sees exactly what the swapper will. Each
-identity gets a folder of SxS crops and masks plus `meta.json` (source frame, box, landmarks,
-split); every fifth extracted frame is held out of training.
+Faces are found by our own detector and landmarker (the modules the graphs are exported from,
+run eagerly: no export is needed) and aligned with the swapper's own `align_faces`, so training
+sees exactly what the swapper will. Each identity gets a folder of SxS crops and masks plus
+`meta.json` (source frame, box, landmarks, split); every fifth extracted frame is held out of
+training.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import torch
 from tqdm import tqdm
 
 from swaptron import assets
-from swaptron.export.face_template import load_template
-from swaptron.export.geometry import frame_to_planar
-from swaptron.export.onnx_export import session
-from swaptron.export.swapper import BlendOptions, align_faces
+from swaptron.networks.face_template import load_template
+from swaptron.networks.geometry import frame_to_planar
+from swaptron.networks.pipeline import build_finder
+from swaptron.networks.swapper import BlendOptions, align_faces
+from swaptron.specs import FACES, LANDMARKS, PRESENCE
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 HOLDOUT_EVERY = 5
 PRESENCE_THRESHOLD = 0.5
 
@@ -72,9 +73,9 @@ def parse_identity(text: str) -> tuple[str, list[int] | None]:
 def read_source(source: Path) -> list[np.ndarray]:
     """Frames of a video file, or the images of a folder in name order."""
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in assets.IMAGE_SUFFIXES)
         if not files:
-            raise ExtractError(f"{source} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+            raise ExtractError(f"{source} holds no image ({', '.join(assets.IMAGE_SUFFIXES)})")
         images = [cv2.imread(str(p)) for p in files]
         unreadable = [str(p) for p, image in zip(files, images, strict=True) if image is None]
         if unreadable:
@@ -85,32 +86,11 @@ def read_source(source: Path) -> list[np.ndarray]:
     return assets.read_frames(source)
 
 
-class FaceFinder:
-    """Detector and landmarker graphs of a repository, run with ONNX Runtime."""
-
-    def __init__(self, repository: Path) -> None:
-        paths = {name: repository / name / "1" / "model.onnx" for name in
-                 ("detector", "landmarker")}
-        missing = [str(p) for p in paths.values() if not p.is_file()]
-        if missing:
-            raise ExtractError(f"{missing} missing: run `swaptron export` first")
-        self.detector = session(paths["detector"], threads=2)
-        self.landmarker = session(paths["landmarker"], threads=2)
-
-    def find(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """FACES [K,5], LANDMARKS [K,468,2], PRESENCE [K] of one frame."""
-        batch = frame[None]
-        faces, keypoints = self.detector.run(["FACES", "KEYPOINTS"], {"FRAME": batch})
-        landmarks, presence = self.landmarker.run(
-            ["LANDMARKS", "PRESENCE"], {"FRAME": batch, "FACES": faces, "KEYPOINTS": keypoints})
-        return faces[0], landmarks[0], presence[0]
-
-
-def extract(source: Path, identities: list[str], output: Path, repository: Path,
-            face_size: int) -> dict[str, int]:
+def extract(source: Path, identities: list[str], output: Path, face_size: int
+            ) -> dict[str, int]:
     """Write `<output>/<identity>/{faces,masks}/*.png` and `meta.json`; returns counts."""
     frames = read_source(source)
-    finder = FaceFinder(repository)
+    finder = build_finder(max_faces=1)
     template = torch.from_numpy(load_template() * face_size).float()
     blend = BlendOptions()
     counts = {}
@@ -125,7 +105,8 @@ def extract(source: Path, identities: list[str], output: Path, repository: Path,
         (folder / "masks").mkdir(exist_ok=True)
         records: list[FaceRecord] = []
         for index in tqdm(indices, desc=f"extract {name}", unit="frame"):
-            faces, landmarks, presence = finder.find(frames[index])
+            found = finder.find(frames[index][None])
+            faces, landmarks, presence = found[FACES][0], found[LANDMARKS][0], found[PRESENCE][0]
             if presence[0] < PRESENCE_THRESHOLD:
                 continue
             crop, mask = align_one(frames[index], landmarks[0], template, face_size, blend)

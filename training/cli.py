@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swaptron.assets import REPO_ROOT, AssetError
+from swaptron.assets import DEMO_IDENTITIES, AssetError, project_dir
 
-DEMO_OUTPUT = REPO_ROOT / "export" / "weights" / "megamind"
-DEMO_DATASET = REPO_ROOT / "build" / "datasets" / "megamind"
-DEMO_IDENTITIES = ("a=0-97,154-199", "b=98-153,200-269")
+DEMO_FRAMES = ("a=0-97,154-199", "b=98-153,200-269")  # the two Megamind characters
+
+
+def demo_output() -> Path:
+    """Where `swaptron train` writes by default: the committed demo weights' folder."""
+    return project_dir() / "weights" / DEMO_IDENTITIES
+
+
+def demo_dataset() -> Path:
+    """Where `swaptron extract` writes by default."""
+    return project_dir() / "build" / "datasets" / DEMO_IDENTITIES
 
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,21 +27,19 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identity", action="append", default=None,
                         help="NAME=FRAMES, e.g. a=0-97,154-199 (repeat per identity; default: "
                              "the two Megamind characters)")
-    parser.add_argument("--output", type=Path, default=DEMO_DATASET)
+    parser.add_argument("--output", type=Path, default=demo_dataset())
     parser.add_argument("--face-size", type=int, default=64, help="S of the aligned crops")
-    parser.add_argument("--repository", type=Path, default=REPO_ROOT / "model_repository",
-                        help="where the exported detector and landmarker graphs are")
 
 
 def run_extract(args: argparse.Namespace) -> int:
     """Extract aligned faces per identity."""
     from swaptron import assets
-    from swaptron.export.extract import ExtractError, extract
+    from swaptron.training.extract import ExtractError, extract
 
     try:
         source = args.source or assets.demo_video()
-        counts = extract(source, list(args.identity or DEMO_IDENTITIES), args.output,
-                         args.repository, args.face_size)
+        counts = extract(source, list(args.identity or DEMO_FRAMES), args.output,
+                         args.face_size)
     except (ExtractError, AssetError) as error:
         print(f"error: {error}")
         return 1
@@ -44,8 +50,8 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `swaptron train`."""
-    parser.add_argument("--dataset", type=Path, default=DEMO_DATASET)
-    parser.add_argument("--output", type=Path, default=DEMO_OUTPUT)
+    parser.add_argument("--dataset", type=Path, default=demo_dataset())
+    parser.add_argument("--output", type=Path, default=demo_output())
     parser.add_argument("--identities", default="a,b", help="comma-separated (default: a,b)")
     parser.add_argument("--preset", default="lite", choices=("lite", "full"))
     parser.add_argument("--minutes", type=float, default=None, help="time budget")
@@ -61,7 +67,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, then measure quality and write the training card."""
-    from swaptron.export.train import TrainError, TrainOptions, train
+    from swaptron.training.train import TrainError, TrainOptions, train
 
     options = TrainOptions(dataset=args.dataset, output=args.output,
                            identities=tuple(args.identities.split(",")), preset=args.preset,
@@ -82,8 +88,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `swaptron evaluate`."""
-    parser.add_argument("--dataset", type=Path, default=DEMO_DATASET)
-    parser.add_argument("--output", type=Path, default=DEMO_OUTPUT,
+    parser.add_argument("--dataset", type=Path, default=demo_dataset())
+    parser.add_argument("--output", type=Path, default=demo_output(),
                         help="folder holding autoencoder.safetensors; the card goes there")
 
 
@@ -94,7 +100,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def evaluate_into(dataset: Path, output: Path) -> int:
     """Write card.json, TRAINING.md and loss.png beside the weights."""
-    from swaptron.export.evaluate import EvaluateError, write_card
+    from swaptron.training.evaluate import EvaluateError, write_card
 
     try:
         card = write_card(dataset, output)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from swaptron.export.geometry import (
+from swaptron.networks.geometry import (
     GraphOptions,
     Precision,
     box_iou,
@@ -22,10 +22,10 @@ from swaptron.export.geometry import (
     sample_affine,
     shape_of,
 )
-from swaptron.export.tflite_port import TfliteNetwork
+from swaptron.networks.tflite_port import TfliteNetwork
+from swaptron.specs import NUM_KEYPOINTS
 
 INPUT_SIZE = 128
-NUM_KEYPOINTS = 6
 
 
 @dataclass(frozen=True)

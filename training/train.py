@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
-from swaptron.export.autoencoder import PRESETS, FaceAutoencoder
+from swaptron.networks.autoencoder import PRESETS, FaceAutoencoder
 
 MOUTH_POINTS = (13, 14, 61, 291, 0, 17)
 RIGHT_EYE_POINTS = (33, 133, 159, 145)
@@ -96,9 +96,9 @@ def feature_regions(landmarks: torch.Tensor, face_size: int) -> torch.Tensor:
     landmarks [N,468,2] in frame pixels are aligned with the swapper's own similarity; the
     blobs weight the loss where expressions live and where an autoencoder blurs first.
     """
-    from swaptron.export.face_template import load_template
-    from swaptron.export.geometry import apply_affine, pixel_centres
-    from swaptron.export.swapper import alignment
+    from swaptron.networks.face_template import load_template
+    from swaptron.networks.geometry import apply_affine, pixel_centres
+    from swaptron.networks.swapper import alignment
 
     template = torch.from_numpy(load_template() * face_size).float()
     aligned = apply_affine(landmarks[:, None], alignment(landmarks[:, None], template))[:, 0]

@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from swaptron import assets
-from swaptron.export.face_template import (
+from swaptron.networks.face_template import (
     FACE_OVAL,
     LEFT_EYE_OUTER,
     LOWER_LIP_INNER,
@@ -32,9 +32,9 @@ from swaptron.export.face_template import (
     RIGID_POINTS,
     UPPER_LIP_INNER,
 )
-from swaptron.export.pipeline import Pipeline, PipelineOptions, build_pipeline
-from swaptron.export.specs import DIRECTIONS
-from swaptron.export.train import CHECKPOINT, HISTORY, WEIGHTS, History, load_faces, write_history
+from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
+from swaptron.specs import DIRECTIONS
+from swaptron.training.train import CHECKPOINT, HISTORY, WEIGHTS, History, load_faces, write_history
 
 TARGETS = {"swap_rate": (">=", 0.90), "pose_error_deg": ("<=", 5.0), "mouth_corr": (">=", 0.80),
            "seam_ratio": ("<=", 1.5)}
@@ -178,7 +178,7 @@ def seam_ratio(item: SwappedFrame) -> float:
 def recon_errors(pipeline_weights: Path, dataset: Path, identities: list[str]
                  ) -> dict[str, float]:
     """Masked mean absolute error of held-out faces through their own decoder."""
-    from swaptron.export.autoencoder import FaceAutoencoder
+    from swaptron.networks.autoencoder import FaceAutoencoder
 
     model = FaceAutoencoder.load(pipeline_weights).eval()
     errors = {}
@@ -193,8 +193,8 @@ def recon_errors(pipeline_weights: Path, dataset: Path, identities: list[str]
 
 def aligned_swaps(items: list[SwappedFrame], pipeline: Pipeline) -> torch.Tensor:
     """Masked aligned crops of the swapped faces, aligned on the input landmarks."""
-    from swaptron.export.geometry import frame_to_planar
-    from swaptron.export.swapper import align_faces
+    from swaptron.networks.geometry import frame_to_planar
+    from swaptron.networks.swapper import align_faces
 
     swapper = pipeline.swapper
     crops = []

@@ -10,15 +10,25 @@ import numpy as np
 import torch
 
 from swaptron import assets
-from swaptron.export.autoencoder import PRESETS, FaceAutoencoder
-from swaptron.export.detector import DetectorOptions, FaceDetector
-from swaptron.export.face_template import load_template
-from swaptron.export.geometry import GraphOptions
-from swaptron.export.landmarker import FaceLandmarker
-from swaptron.export.specs import DIRECTIONS
-from swaptron.export.swapper import BlendOptions, FaceSwapper
+from swaptron.networks.autoencoder import PRESETS, FaceAutoencoder
+from swaptron.networks.detector import DetectorOptions, FaceDetector
+from swaptron.networks.face_template import load_template
+from swaptron.networks.geometry import GraphOptions
+from swaptron.networks.landmarker import FaceLandmarker
+from swaptron.networks.swapper import BlendOptions, FaceSwapper
+from swaptron.specs import (
+    DETECTOR,
+    DIRECTIONS,
+    FACES,
+    FRAME,
+    KEYPOINTS,
+    LANDMARKER,
+    LANDMARKS,
+    PRESENCE,
+    SWAPPED,
+    SWAPPER,
+)
 
-DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "megamind" / "autoencoder.safetensors"
 RANDOM_SEED = 0
 
 log = logging.getLogger(__name__)
@@ -39,31 +49,47 @@ class PipelineOptions:
         """The autoencoder weights to load, None for a randomly initialised autoencoder."""
         if self.weights is not None:
             return self.weights
-        return DEMO_WEIGHTS if DEMO_WEIGHTS.is_file() else None
+        demo = assets.demo_weights()
+        return demo if demo.is_file() else None
 
 
 @dataclass
-class Pipeline:
-    """The detector, landmarker and swapper modules, in eval mode."""
+class FaceFinder:
+    """The detector and landmarker modules, run eagerly: faces and landmarks of frames without
+    an export (dataset extraction, evaluation)."""
 
     detector: FaceDetector
     landmarker: FaceLandmarker
+
+    @torch.no_grad()
+    def find(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """FRAME, FACES, KEYPOINTS, LANDMARKS and PRESENCE for uint8 BGR frames [B,H,W,3]."""
+        frame = torch.from_numpy(np.ascontiguousarray(frames))
+        faces, keypoints = self.detector(frame)
+        landmarks, presence = self.landmarker(frame, faces, keypoints)
+        return {FRAME: frames, FACES: faces.numpy(), KEYPOINTS: keypoints.numpy(),
+                LANDMARKS: landmarks.numpy(), PRESENCE: presence.numpy()}
+
+
+@dataclass
+class Pipeline(FaceFinder):
+    """The detector, landmarker and swapper modules, in eval mode: the PyTorch reference of
+    the ensemble, and what is exported."""
+
     swapper: FaceSwapper
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Modules by model name."""
-        return {"detector": self.detector, "landmarker": self.landmarker, "swapper": self.swapper}
+        return {DETECTOR: self.detector, LANDMARKER: self.landmarker, SWAPPER: self.swapper}
 
     @torch.no_grad()
     def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """Every tensor of the ensemble for uint8 BGR frames [B,H,W,3]."""
-        frame = torch.from_numpy(np.ascontiguousarray(frames))
-        faces, keypoints = self.detector(frame)
-        landmarks, presence = self.landmarker(frame, faces, keypoints)
-        swapped = self.swapper(frame, landmarks, presence)
-        return {"FRAME": frames, "FACES": faces.numpy(), "KEYPOINTS": keypoints.numpy(),
-                "LANDMARKS": landmarks.numpy(), "PRESENCE": presence.numpy(),
-                "SWAPPED": swapped.numpy()}
+        tensors = self.find(frames)
+        swapped = self.swapper(torch.from_numpy(np.ascontiguousarray(frames)),
+                               torch.from_numpy(tensors[LANDMARKS]),
+                               torch.from_numpy(tensors[PRESENCE]))
+        return {**tensors, SWAPPED: swapped.numpy()}
 
 
 def load_autoencoder(options: PipelineOptions) -> FaceAutoencoder:
@@ -81,14 +107,20 @@ def load_autoencoder(options: PipelineOptions) -> FaceAutoencoder:
     return FaceAutoencoder(preset)
 
 
+def build_finder(max_faces: int = 1, graph: GraphOptions | None = None) -> FaceFinder:
+    """The detector and landmarker modules for K = max_faces slots, in eval mode."""
+    detector = FaceDetector(assets.tflite_path(assets.DETECTOR_TFLITE),
+                            DetectorOptions(max_faces=max_faces), graph)
+    landmarker = FaceLandmarker(assets.tflite_path(assets.LANDMARKER_TFLITE), graph)
+    return FaceFinder(detector.eval(), landmarker.eval())
+
+
 def build_pipeline(options: PipelineOptions) -> Pipeline:
     """Load weights and build the three modules."""
     if options.direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {options.direction}")
-    detector = FaceDetector(assets.tflite_path(assets.DETECTOR_TFLITE),
-                            DetectorOptions(max_faces=options.max_faces), options.graph)
-    landmarker = FaceLandmarker(assets.tflite_path(assets.LANDMARKER_TFLITE), options.graph)
+    finder = build_finder(options.max_faces, options.graph)
     autoencoder = load_autoencoder(options)
     swapper = FaceSwapper(autoencoder, DIRECTIONS[options.direction], load_template(),
                           BlendOptions(), options.graph)
-    return Pipeline(detector.eval(), landmarker.eval(), swapper.eval())
+    return Pipeline(finder.detector, finder.landmarker, swapper.eval())

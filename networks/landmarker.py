@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from swaptron.export.geometry import (
+from swaptron.networks.geometry import (
     GraphOptions,
     Precision,
     apply_affine,
@@ -22,8 +22,8 @@ from swaptron.export.geometry import (
     scatter_rows,
     select_rows,
 )
-from swaptron.export.specs import NUM_LANDMARKS
-from swaptron.export.tflite_port import TfliteNetwork
+from swaptron.networks.tflite_port import TfliteNetwork
+from swaptron.specs import NUM_LANDMARKS
 
 INPUT_SIZE = 192
 ROI_SCALE = 1.5

@@ -1,0 +1,94 @@
+"""Inference requests on Triton's gRPC service, with the request id kept on every answer.
+
+tritonclient's aio `stream_infer` drops the id of a response that carries an error, so a client
+cannot tell which frame failed (Triton does send it). This module builds `ModelInferRequest`s
+itself (frames inline or in shared memory) and runs them on the raw gRPC stub: a bidirectional
+stream yields `Answer`s that always name their request, and `infer_once` is the unary call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from tritonclient.grpc import InferResult, service_pb2, service_pb2_grpc
+
+from swaptron.specs import FRAME
+
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", 2**31 - 1),
+                   ("grpc.max_receive_message_length", 2**31 - 1)]
+
+
+@dataclass(frozen=True)
+class ShmPlace:
+    """A tensor's place in a registered system shared-memory region."""
+
+    region: str
+    byte_size: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One response: the id of its request, and the result or the error text."""
+
+    request_id: str
+    result: InferResult | None
+    error: str | None
+
+
+def frame_request(model: str, request_id: str, frame: np.ndarray, outputs: list[str],
+                  frame_place: ShmPlace | None = None,
+                  output_places: dict[str, ShmPlace] | None = None
+                  ) -> service_pb2.ModelInferRequest:
+    """A request of one uint8 frame [H,W,3] (batch 1), inline or in shared memory."""
+    request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    tensor = request.inputs.add(name=FRAME, datatype="UINT8", shape=[1, *frame.shape])
+    if frame_place is None:
+        request.raw_input_contents.append(np.ascontiguousarray(frame).tobytes())
+    else:
+        set_place(tensor.parameters, frame_place)
+    for name in outputs:
+        output = request.outputs.add(name=name)
+        place = (output_places or {}).get(name)
+        if place is not None:
+            set_place(output.parameters, place)
+    return request
+
+
+def set_place(parameters: object, place: ShmPlace) -> None:
+    """The request parameters that point a tensor at a shared-memory region."""
+    parameters["shared_memory_region"].string_param = place.region  # type: ignore[index]
+    parameters["shared_memory_byte_size"].int64_param = place.byte_size  # type: ignore[index]
+
+
+def open_stub(channel: grpc.aio.Channel) -> service_pb2_grpc.GRPCInferenceServiceStub:
+    """The inference service on a channel."""
+    return service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+
+def open_channel(url: str) -> grpc.aio.Channel:
+    """An insecure aio channel that takes frames of any allowed size."""
+    return grpc.aio.insecure_channel(url, options=CHANNEL_OPTIONS)
+
+
+async def stream_answers(stub: service_pb2_grpc.GRPCInferenceServiceStub,
+                         requests: AsyncIterator[service_pb2.ModelInferRequest]
+                         ) -> AsyncIterator[Answer]:
+    """Send requests on one bidirectional stream; yield each answer as it comes.
+
+    A lost connection raises grpc.aio.AioRpcError; a failed request is an Answer with error.
+    """
+    async for response in stub.ModelStreamInfer(requests):
+        request_id = response.infer_response.id
+        if response.error_message:
+            yield Answer(request_id, None, response.error_message)
+        else:
+            yield Answer(request_id, InferResult(response.infer_response), None)
+
+
+async def infer_once(stub: service_pb2_grpc.GRPCInferenceServiceStub,
+                     request: service_pb2.ModelInferRequest) -> InferResult:
+    """One unary request (raises grpc.aio.AioRpcError on any failure)."""
+    return InferResult(await stub.ModelInfer(request))

@@ -1,0 +1,25 @@
+"""What the served models check before they run a request, kept free of Triton's stub module
+so that it can be tested (and reused) anywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def config_parameters(config: dict[str, Any]) -> dict[str, str]:
+    """`parameters { key: ... value { string_value: ... } }` of a model config as a dict."""
+    return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
+
+def frame_problem(name: str, frame: np.ndarray, limits: dict[str, int]) -> str | None:
+    """Why a batched frame tensor [B,H,W,3] cannot be served, or None when it can."""
+    if frame.ndim != 4 or frame.shape[3] != 3:
+        return f"{name} must be [H, W, 3] BGR per frame, got {list(frame.shape[1:])}"
+    height, width = frame.shape[1], frame.shape[2]
+    low, high, most = limits["min_side"], limits["max_side"], limits["max_pixels"]
+    if min(height, width) < low or max(height, width) > high or height * width > most:
+        return (f"{name} is {width}x{height} pixels; frames must have sides between {low} and "
+                f"{high} and at most {most} pixels")
+    return None

@@ -1,0 +1,76 @@
+"""Per-frame geometry: similarity fits, their inverse, affine maps and box overlaps."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from swaptron.networks.geometry import (
+    apply_affine,
+    box_iou,
+    invert_similarity,
+    rotated_rect_matrix,
+    similarity_fit,
+)
+
+
+def similarity(scale: float, angle: float, shift: tuple[float, float]) -> torch.Tensor:
+    """The 2x3 affine of a similarity."""
+    a, b = scale * math.cos(angle), scale * math.sin(angle)
+    return torch.tensor([[a, -b, shift[0]], [b, a, shift[1]]])
+
+
+def test_similarity_fit_recovers_a_known_transform() -> None:
+    generator = torch.Generator().manual_seed(0)
+    source = torch.rand(24, 2, generator=generator) * 100
+    truth = similarity(1.7, 0.4, (12.0, -5.0))
+    target = apply_affine(source, truth)
+    torch.testing.assert_close(similarity_fit(source, target), truth, atol=1e-4, rtol=1e-4)
+
+
+def test_similarity_fit_is_least_squares_under_noise() -> None:
+    generator = torch.Generator().manual_seed(1)
+    source = torch.rand(50, 2, generator=generator) * 100
+    truth = similarity(0.8, -1.1, (3.0, 40.0))
+    target = apply_affine(source, truth) + torch.randn(50, 2, generator=generator) * 0.5
+    fitted = similarity_fit(source, target)
+    residual = (apply_affine(source, fitted) - target).norm(dim=-1).mean()
+    assert residual < 0.8
+    torch.testing.assert_close(fitted, truth, atol=0.2, rtol=0.05)
+
+
+def test_inverse_composes_to_the_identity() -> None:
+    matrix = similarity(2.5, 2.0, (100.0, 7.0))
+    points = torch.tensor([[0.0, 0.0], [10.0, -3.0], [640.0, 480.0]])
+    round_trip = apply_affine(apply_affine(points, matrix), invert_similarity(matrix))
+    torch.testing.assert_close(round_trip, points, atol=1e-3, rtol=0)
+
+
+def test_a_degenerate_source_gives_zeros_not_nan() -> None:
+    source = torch.full((24, 2), 5.0)
+    target = torch.rand(24, 2)
+    fitted = similarity_fit(source, target)
+    assert torch.isfinite(fitted).all()
+    torch.testing.assert_close(fitted[:, :2], torch.zeros(2, 2))
+    assert torch.isfinite(invert_similarity(torch.zeros(2, 3))).all()
+
+
+def test_batched_fits_keep_their_leading_axes() -> None:
+    source = torch.rand(3, 2, 24, 2)
+    target = apply_affine(source, similarity(1.2, 0.3, (1.0, 2.0)))
+    assert similarity_fit(source, target).shape == (3, 2, 2, 3)
+
+
+def test_a_rotated_square_maps_its_corners() -> None:
+    matrix = rotated_rect_matrix(torch.tensor([50.0, 60.0]), torch.tensor(20.0),
+                                 torch.tensor([0.0, 1.0]), 10)  # x axis points down
+    corners = apply_affine(torch.tensor([[0.0, 0.0], [10.0, 0.0]]), matrix)
+    torch.testing.assert_close(corners, torch.tensor([[60.0, 50.0], [60.0, 70.0]]))
+
+
+def test_box_iou() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    iou = box_iou(boxes)
+    torch.testing.assert_close(iou[0, 1], torch.tensor(50.0 / 150.0))
+    assert iou[0, 2] == 0 and iou[2, 2] == 1

@@ -1,0 +1,88 @@
+"""The layout is the architecture: imports only run downward, and no tensor name is typed
+outside the specs."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = {  # folder -> package
+    "swaptron": "swaptron", "networks": "swaptron.networks", "export": "swaptron.export",
+    "training": "swaptron.training", "server": "swaptron.server", "client": "swaptron.client",
+    "benchmarks": "swaptron.benchmarks",
+}
+BASE = {"swaptron.assets", "swaptron.specs", "swaptron.weights"}
+# what each layer may import from swaptron (besides its own package)
+ALLOWED = {
+    "swaptron.networks": BASE,
+    "swaptron.export": BASE | {"swaptron.networks", "swaptron.server.ort_session"},
+    "swaptron.training": BASE | {"swaptron.networks"},
+    "swaptron.server": BASE,
+    "swaptron.client": BASE | {"swaptron.server.access"},
+}
+TOP = {"swaptron.cli", "swaptron.demo", "swaptron.doctor", "swaptron.__main__"}
+TENSOR_NAME = re.compile(r"""["'](FRAME|SWAPPED|FACES|KEYPOINTS|LANDMARKS|PRESENCE)["']""")
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package, by dotted name."""
+    found = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            found[name] = path
+    return found
+
+
+def imported(path: Path, known: set[str]) -> set[str]:
+    """The swaptron modules a file imports (at any depth in the file): `from a import b` counts
+    as a.b when that is a module, else as a."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("swaptron"):
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                names.add(submodule if submodule in known else node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("swaptron"))
+    return names & known
+
+
+def allowed(importer: str, target: str) -> bool:
+    """Whether `importer` may import `target`."""
+    package = next((p for p in ALLOWED if importer == p or importer.startswith(p + ".")), None)
+    if importer in TOP or (package is None and importer not in BASE):
+        return True  # the command and the benchmarks sit on top of everything
+    if package is None:  # a base module: only other base modules
+        return any(target == b or target.startswith(b + ".") for b in BASE) or target in (
+            "swaptron",)
+    own = target == package or target.startswith(package + ".")
+    return own or target == "swaptron" or any(
+        target == a or target.startswith(a + ".") for a in ALLOWED[package])
+
+
+def test_imports_only_run_downward() -> None:
+    known = modules()
+    wrong = [f"{name} imports {target}" for name, path in known.items()
+             for target in sorted(imported(path, set(known))) if not allowed(name, target)]
+    assert wrong == []
+
+
+def test_no_tensor_name_is_typed_outside_the_specs() -> None:
+    typed = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for name, path in modules().items() if name != "swaptron.specs"
+             for number, line in enumerate(path.read_text().splitlines(), start=1)
+             if TENSOR_NAME.search(line)]
+    assert typed == []
+
+
+def test_the_rules_refuse_upward_and_sideways_imports() -> None:
+    assert not allowed("swaptron.training.extract", "swaptron.export.onnx_export")
+    assert not allowed("swaptron.export.build", "swaptron.training.train")
+    assert not allowed("swaptron.networks.swapper", "swaptron.export.repository")
+    assert not allowed("swaptron.specs", "swaptron.networks.detector")
+    assert not allowed("swaptron.client.stream", "swaptron.networks.swapper")
+    assert allowed("swaptron.export.build", "swaptron.networks.pipeline")
+    assert allowed("swaptron.benchmarks.bench", "swaptron.export.build")

@@ -1,0 +1,2 @@
+"""Training: aligned face datasets (extract), the swap autoencoder (train) and its card
+(evaluate)."""

@@ -1,0 +1,1 @@
+"""Committed trained weights and their cards (package data: found in any install)."""
