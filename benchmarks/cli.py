@@ -6,6 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from swaptron.arguments import positive_float
 from swaptron.assets import project_dir
 from swaptron.specs import DETECTOR
 
@@ -33,17 +34,6 @@ def name_list(text: str) -> tuple[str, ...]:
     return names
 
 
-def positive_seconds(text: str) -> float:
-    """A positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from error
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `swaptron bench`."""
     parser.add_argument("--quick", action="store_true",
@@ -59,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--quick: default,no-batching)")
     parser.add_argument("--concurrency", type=int_list, default=None,
                         help="perf_analyzer concurrency levels (default 1,2,4,8; --quick 1,2,4)")
-    parser.add_argument("--seconds", type=positive_seconds, default=None,
+    parser.add_argument("--seconds", type=positive_float, default=None,
                         help="override: length of each perf_analyzer window and of each client "
                              "run (for smoke tests)")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_RESULTS,

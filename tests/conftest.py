@@ -16,6 +16,8 @@ from swaptron.export.repository import ServingOptions
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.server.launcher import TritonServer, free_ports
 
+from helpers import export_target
+
 DOUBLE_CONFIG = """
 name: "double"
 backend: "python"
@@ -103,10 +105,7 @@ def exported_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tensorrt_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tensorrt-target repository (fixed-shape graphs, FP32) with its build_engines.sh."""
-    folder = tmp_path_factory.mktemp("tensorrt") / "repository"
-    export_repository(PipelineOptions(), ServingOptions(target="tensorrt"), folder,
-                      progress=lambda _: None)
-    return folder
+    return export_target(tmp_path_factory, "tensorrt")
 
 
 @pytest.fixture(scope="module")

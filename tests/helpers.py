@@ -15,6 +15,9 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from swaptron.export.build import export_repository
+from swaptron.export.repository import ServingOptions
+from swaptron.networks.pipeline import PipelineOptions
 from swaptron.server import access
 
 GRPC_LIMITS = [("grpc.max_send_message_length", 2**31 - 1),
@@ -22,6 +25,14 @@ GRPC_LIMITS = [("grpc.max_send_message_length", 2**31 - 1),
 # The hostile JSON of the hardening issue: one value, a shape of 30 GB.
 ABORTING_JSON = (b'{"inputs":[{"name":"FRAME","shape":[1,100000,100000,3],'
                  b'"datatype":"UINT8","data":[0]}]}')
+
+
+def export_target(factory: object, target: str, **options: object) -> Path:
+    """The default export for a target, into a temp folder."""
+    folder = factory.mktemp(target)  # type: ignore[attr-defined] / "repository"
+    export_repository(PipelineOptions(), ServingOptions(target=target), folder,
+                      progress=lambda _: None, **options)  # type: ignore[arg-type]
+    return folder
 
 
 def processes_using(repository: Path) -> list[str]:

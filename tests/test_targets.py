@@ -16,23 +16,22 @@ import onnx
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from swaptron.export.build import export_repository
-from swaptron.export.repository import WARMUP_FOLDER, ServingOptions, parse_config
+from swaptron.export.repository import WARMUP_FOLDER, parse_config
 from swaptron.export.tensorrt import ENGINE_SCRIPT, MANIFEST
-from swaptron.networks.pipeline import PipelineOptions
 from swaptron.specs import FRAME_MAX_SIDE, FRAME_MIN_SIDE
+
+from helpers import export_target
 
 ONNX_TYPES = {"TYPE_UINT8": onnx.TensorProto.UINT8, "TYPE_FP32": onnx.TensorProto.FLOAT,
               "TYPE_FP16": onnx.TensorProto.FLOAT16}
 BYTES_PER_ITEM = {"TYPE_UINT8": 1, "TYPE_FP32": 4, "TYPE_FP16": 2}
 
+
+
 @pytest.fixture(scope="module")
 def onnxruntime_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An onnxruntime-target repository, exported once for the module."""
-    folder = tmp_path_factory.mktemp("onnxruntime") / "repository"
-    export_repository(PipelineOptions(), ServingOptions(target="onnxruntime"), folder,
-                      progress=lambda _: None)
-    return folder
+    return export_target(tmp_path_factory, "onnxruntime")
 
 
 def configs(repository: Path) -> dict[str, mc.ModelConfig]:

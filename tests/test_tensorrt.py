@@ -10,45 +10,19 @@ import numpy as np
 import pytest
 
 from swaptron.export import tensorrt_check
-from swaptron.export.build import export_repository
-from swaptron.export.repository import ServingOptions
 from swaptron.export.tensorrt import ProfileOptions
-from swaptron.networks.pipeline import PipelineOptions
-from swaptron.server.ort_session import cpu_session
+from swaptron.server.ort_session import OrtChain
+from swaptron.specs import NETWORKS
 
-NETWORKS = ("detector", "landmarker", "swapper")
+from helpers import export_target
+
 REFERENCE = Path(__file__).resolve().parent / "data" / "graphs-before-tensorrt-rewrite.npz"
 
 
 @pytest.fixture(scope="module")
 def tensorrt_fp16_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tensorrt target with --fp16: float16 networks, float32 geometry."""
-    folder = tmp_path_factory.mktemp("tensorrt-fp16") / "repository"
-    export_repository(PipelineOptions(), ServingOptions(target="tensorrt"), folder,
-                      profiles=ProfileOptions(fp16=True), progress=lambda _: None)
-    return folder
-
-
-class Chain:
-    """The three graphs of a repository in ONNX Runtime, run one after the other."""
-
-    def __init__(self, repository: Path) -> None:
-        self.sessions = {name: cpu_session(repository / name / "1" / "model.onnx", 2)
-                         for name in NETWORKS}
-
-    def run_one(self, name: str, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One graph on the tensors it needs; all its outputs."""
-        session = self.sessions[name]
-        names = [output.name for output in session.get_outputs()]
-        feeds = {tensor.name: tensors[tensor.name] for tensor in session.get_inputs()}
-        return dict(zip(names, session.run(names, feeds), strict=True))
-
-    def run(self, frame: np.ndarray) -> dict[str, np.ndarray]:
-        """Every tensor of the chain for a batch of frames."""
-        tensors = {"FRAME": frame}
-        for name in NETWORKS:
-            tensors.update(self.run_one(name, tensors))
-        return tensors
+    return export_target(tmp_path_factory, "tensorrt", profiles=ProfileOptions(fp16=True))
 
 
 @pytest.mark.parametrize("fp16", [False, True])
@@ -68,9 +42,9 @@ def test_new_graphs_give_the_outputs_of_the_graphs_before_the_rewrite(
         megamind_frames: list[np.ndarray]) -> None:
     reference = np.load(REFERENCE)
     for repository in (exported_repository, tensorrt_repository):
-        chain = Chain(repository)
+        chain = OrtChain.open(repository)
         for index in reference["frames"]:
-            out = chain.run(megamind_frames[index][None])
+            out, _ = chain.run(megamind_frames[index][None])
             np.testing.assert_allclose(out["FACES"][0], reference[f"faces_{index}"], atol=1e-3)
             np.testing.assert_allclose(out["LANDMARKS"][0], reference[f"landmarks_{index}"],
                                        atol=1e-2)
@@ -82,18 +56,18 @@ def test_new_graphs_give_the_outputs_of_the_graphs_before_the_rewrite(
 def test_cpu_and_tensorrt_graphs_agree_on_every_frame(
         tensorrt_repository: Path, exported_repository: Path,
         megamind_frames: list[np.ndarray]) -> None:
-    cpu, fixed = Chain(exported_repository), Chain(tensorrt_repository)
+    cpu, fixed = OrtChain.open(exported_repository), OrtChain.open(tensorrt_repository)
     for frame in megamind_frames[::15]:
-        a, b = cpu.run(frame[None]), fixed.run(frame[None])
+        (a, _), (b, _) = cpu.run(frame[None]), fixed.run(frame[None])
         np.testing.assert_allclose(a["LANDMARKS"], b["LANDMARKS"], atol=1e-3)
         assert np.abs(a["SWAPPED"].astype(int) - b["SWAPPED"].astype(int)).max() <= 1
 
 
-def overlapping_inputs(chain: Chain, frame: np.ndarray, presence: tuple[float, float]
+def overlapping_inputs(chain: OrtChain, frame: np.ndarray, presence: tuple[float, float]
                        ) -> dict[str, np.ndarray]:
     """The swapper's inputs for one real face (slot 0) and the same face 60 px to the right and
     10 px down (slot 1), so that their windows overlap."""
-    found = chain.run(frame[None])
+    found, _ = chain.run(frame[None])
     landmarks = found["LANDMARKS"].copy()
     landmarks[0, 1] = landmarks[0, 0] + np.array([60.0, 10.0], np.float32)
     return {"FRAME": frame[None], "LANDMARKS": landmarks,
@@ -104,13 +78,13 @@ def test_overlapping_faces_blend_the_same_way_every_time_with_slot_0_on_top(
         tensorrt_repository: Path, exported_repository: Path,
         megamind_frames: list[np.ndarray]) -> None:
     frame = megamind_frames[120]
-    cpu, fixed = Chain(exported_repository), Chain(tensorrt_repository)
+    cpu, fixed = OrtChain.open(exported_repository), OrtChain.open(tensorrt_repository)
     both = overlapping_inputs(cpu, frame, (1.0, 1.0))
-    runs = [cpu.run_one("swapper", both)["SWAPPED"][0] for _ in range(3)]
-    runs.append(fixed.run_one("swapper", both)["SWAPPED"][0])
+    runs = [cpu.run_network("swapper", both)["SWAPPED"][0] for _ in range(3)]
+    runs.append(fixed.run_network("swapper", both)["SWAPPED"][0])
     for other in runs[1:]:
         assert np.abs(other.astype(int) - runs[0].astype(int)).max() <= 1
-    alone = {slot: cpu.run_one("swapper", overlapping_inputs(
+    alone = {slot: cpu.run_network("swapper", overlapping_inputs(
         cpu, frame, (1.0, 0.0) if slot == 0 else (0.0, 1.0)))["SWAPPED"][0] for slot in (0, 1)}
     changed_by = {slot: np.abs(alone[slot].astype(int) - frame.astype(int)).max(axis=2) > 0
                   for slot in (0, 1)}
@@ -135,9 +109,9 @@ def test_fp16_networks_match_fp32_within_the_stated_tolerance(
         megamind_frames: list[np.ndarray]) -> None:
     """ONNX Runtime runs the float16 nodes on a CPU by casting them back to float32, so this
     measures float16 weights and the casts around the networks, not TensorRT's kernels."""
-    full, half = Chain(tensorrt_repository), Chain(tensorrt_fp16_repository)
+    full, half = OrtChain.open(tensorrt_repository), OrtChain.open(tensorrt_fp16_repository)
     for frame in megamind_frames[::27]:
-        a, b = full.run(frame[None]), half.run(frame[None])
+        (a, _), (b, _) = full.run(frame[None]), half.run(frame[None])
         assert np.abs(a["FACES"] - b["FACES"]).max() <= 0.5  # pixels (and scores)
         assert np.abs(a["LANDMARKS"] - b["LANDMARKS"]).max() <= 1.0  # pixels
         difference = np.abs(a["SWAPPED"].astype(int) - b["SWAPPED"].astype(int))

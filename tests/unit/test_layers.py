@@ -13,7 +13,7 @@ PACKAGES = {  # folder -> package
     "training": "swaptron.training", "server": "swaptron.server", "client": "swaptron.client",
     "benchmarks": "swaptron.benchmarks",
 }
-BASE = {"swaptron.assets", "swaptron.specs", "swaptron.weights"}
+BASE = {"swaptron.arguments", "swaptron.assets", "swaptron.specs", "swaptron.weights"}
 # what each layer may import from swaptron (besides its own package)
 ALLOWED = {
     "swaptron.networks": BASE,
