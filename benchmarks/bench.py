@@ -29,7 +29,7 @@ from swaptron import assets
 from swaptron.benchmarks import clients, inputs, perf_analyzer, report, targets, variants
 from swaptron.benchmarks.cli import DEFAULT_RESULTS, DEFAULT_SEED, DEFAULT_WORK
 from swaptron.server.ort_session import OrtChain
-from swaptron.specs import DETECTOR, ENSEMBLE, FRAME, NETWORKS
+from swaptron.specs import CHECKED, DETECTOR, ENSEMBLE, FRAME, NETWORKS, SCAN
 
 if TYPE_CHECKING:
     from swaptron.server.launcher import TritonServer
@@ -119,6 +119,7 @@ class Collected:
     timings: dict[str, float] = field(default_factory=dict)
     server: dict[str, object] = field(default_factory=dict)
     recovery: dict[str, object] = field(default_factory=dict)
+    scan: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,10 @@ def measure_served(url: str, variant: variants.Variant, pid: int | None, plan: B
             profile_model(url, variant.name, network, plan.network_levels,
                           context.input_files[network], plan, context, found)
         run_clients(url, context.video, plan, context.estimated_fps, context.work, found, say)
+        if serves(url, SCAN):
+            measure_forensics(url, plan, context, found)
+        else:
+            say("no forgery detector served: scan and faceswap_checked are not measured")
     if pid is not None and ready is not None:
         after = variants.server_memory(pid)
         sizes = [m["rss_mb"] for m in (ready, after) if isinstance(m["rss_mb"], float)]
@@ -341,6 +346,33 @@ def measure_served(url: str, variant: variants.Variant, pid: int | None, plan: B
         say(f"{variant.name}: server RSS {cell_mb(peak)} (ready {cell_mb(ready['rss_mb'])}, "
             f"after load {cell_mb(after['rss_mb'])})")
     found.variants.append(entry)
+
+
+def serves(url: str, model: str) -> bool:
+    """True when the server has the model loaded and ready."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        with grpcclient.InferenceServerClient(url) as client:
+            return bool(client.is_model_ready(model))
+    except InferenceServerException:
+        return False
+
+
+def measure_forensics(url: str, plan: BenchPlan, context: MeasureContext,
+                      found: Collected) -> None:
+    """The scan service and the check: perf_analyzer on `scan` and `faceswap_checked` (the same
+    frames as `faceswap`), `swaptron scan` of the demo video, and a realtime 24 FPS stream through
+    `faceswap_checked` (what the check costs beside the plain realtime run)."""
+    for model in (SCAN, CHECKED):
+        profile_model(url, "default", model, plan.variant_levels,
+                      context.input_files[ENSEMBLE], plan, context, found)
+    run_client(clients.checked_run(plan.client_seconds), url, context.video, context.work,
+               found, context.say)
+    found.scan = clients.scan_throughput(url, context.video)
+    context.say(f"swaptron scan: {found.scan.get('frames_per_second')} frames/s, verdict "
+                f"{found.scan.get('verdict')}")
 
 
 def cell_mb(value: object) -> str:
@@ -563,7 +595,8 @@ def finish(request: BenchRequest, plan: BenchPlan, found: Collected,
     """Targets, profile, then JSON, markdown, plots (and the README block)."""
     baselines = flat_baselines(in_process, found.client_runs)
     values = targets.measured_values(baselines, ensemble_c1(found.rows),
-                                     default_rss(found.variants), found.recovery.get("seconds"))
+                                     default_rss(found.variants), found.recovery.get("seconds"),
+                                     found.scan.get("frames_per_second"))
     machine = {**run.machine, "load_average_end": [round(v, 2) for v in os.getloadavg()]}
     results: dict[str, object] = {
         "schema": 1,
@@ -589,7 +622,8 @@ def finish(request: BenchRequest, plan: BenchPlan, found: Collected,
         "baselines": baselines,
         "variants": found.variants,
         "recovery": found.recovery,
-        "targets": targets.evaluate(values),
+        "scan": found.scan,
+        "targets": targets.evaluate(values, targets.number(baselines.get("in_process_fps"))),
         "profile": {"in_process_ms": in_process["network_ms"],
                     "perf_analyzer": found.perf_profile,
                     "clients": {k: v["server_models"] for k, v in found.client_runs.items()}},

@@ -56,6 +56,30 @@ def streaming_runs(seconds: float, estimated_fps: float, inflight: tuple[int, ..
     return runs
 
 
+def checked_run(seconds: float) -> ClientRun:
+    """Realtime at 24 FPS through `faceswap_checked` (`swaptron stream --check`)."""
+    return ClientRun("checked_realtime_24", "faceswap_checked at 24 FPS: the swap and its fake "
+                     "score", ("--realtime", "--fps", "24", "--check"), frames_for(seconds, 24))
+
+
+def scan_throughput(url: str, video: Path) -> dict[str, object]:
+    """`swaptron scan` of the demo video, unpaced: frames per second and the verdict."""
+    from swaptron.client.scan import ScanError, scan
+    from swaptron.client.sources import FrameSource, SourceOptions
+    from swaptron.client.stream import StreamError
+
+    source = FrameSource(SourceOptions(str(video)))
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            report = scan(source, url)
+    except (ScanError, StreamError) as error:
+        return {"error": str(error)}
+    finally:
+        source.close()
+    return {key: report[key] for key in ("frames_per_second", "frames_read", "verdict",
+                                         "majority_vote", "mean_score", "detector")}
+
+
 def command_line(run: ClientRun, video: Path, url: str, report: Path) -> list[str]:
     """The `swaptron stream` arguments of a run (the same a user would type)."""
     return ["--source", str(video), "--loop", "--frames", str(run.frames), "--url", url,

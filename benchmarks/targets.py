@@ -5,16 +5,21 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+REFERENCE_CHAIN_FPS = 80.0  # the machine the issues' absolute speed bars were set on
+
 
 @dataclass(frozen=True)
 class Bar:
-    """A target: what is measured, the bar, and which side of it passes."""
+    """A target: what is measured, the bar, and which side of it passes. A `scaled` bar was set
+    where the in-process chain runs at REFERENCE_CHAIN_FPS; it is scaled by this machine's
+    chain FPS / 80 (throughputs down, latencies up) and both figures are reported."""
 
     name: str
     description: str
     bar: float
     unit: str
     higher_is_better: bool
+    scaled: bool = False
 
 
 BARS = (
@@ -31,12 +36,19 @@ BARS = (
         higher_is_better=False),
     Bar("recovery_s", "a killed Python stub: seconds until a frame is swapped again", 10.0, "s",
         higher_is_better=False),
+    Bar("scan_fps", "`swaptron scan` of Megamind.avi, unpaced, one face per frame", 60.0, "FPS",
+        higher_is_better=True, scaled=True),
+    Bar("checked_realtime_24_p95_ms", "faceswap_checked at 24 FPS: p95 capture-to-receive",
+        60.0, "ms", higher_is_better=False, scaled=True),
+    Bar("checked_realtime_24_dropped_pct", "faceswap_checked at 24 FPS: frames dropped or failed",
+        2.0, "%", higher_is_better=False),
 )
 
 
 @dataclass(frozen=True)
 class TargetResult:
-    """One target's outcome; `met` is None when the value could not be measured."""
+    """One target's outcome; `met` is None when the value could not be measured. For a scaled
+    bar, `bar` is this machine's and `bar_at_80_fps` the issue's."""
 
     name: str
     description: str
@@ -47,6 +59,7 @@ class TargetResult:
     met: bool | None
     gap: float | None
     gap_text: str
+    bar_at_80_fps: float | None = None
 
 
 def number(value: object) -> float | None:
@@ -54,6 +67,16 @@ def number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+def scaled_bar(bar: Bar, chain_fps: float | None) -> Bar:
+    """The bar for this machine: a scaled bar times chain FPS / 80 (throughput) or divided by
+    it (latency); unchanged when not scaled or the chain was not measured."""
+    if not bar.scaled or not chain_fps:
+        return bar
+    factor = chain_fps / REFERENCE_CHAIN_FPS
+    value = bar.bar * factor if bar.higher_is_better else bar.bar / factor
+    return Bar(bar.name, bar.description, round(value, 2), bar.unit, bar.higher_is_better)
 
 
 def check(bar: Bar, value: float | None) -> TargetResult:
@@ -86,8 +109,8 @@ def ratio(numerator: object, denominator: object) -> float | None:
 
 
 def measured_values(baselines: dict[str, object], ensemble_c1_throughput: float | None,
-                    server_rss_mb: float | None, recovery_s: object = None
-                    ) -> dict[str, float | None]:
+                    server_rss_mb: float | None, recovery_s: object = None,
+                    scan_fps: object = None) -> dict[str, float | None]:
     """The value behind each bar, from the baselines, perf_analyzer, memory and recovery."""
     return {
         "realtime_24_dropped_pct": number(baselines.get("realtime_24_dropped_pct")),
@@ -97,9 +120,20 @@ def measured_values(baselines: dict[str, object], ensemble_c1_throughput: float 
         "pipelining_ratio": ratio(baselines.get("stream_fps"), baselines.get("serial_fps")),
         "server_rss_mb": number(server_rss_mb),
         "recovery_s": number(recovery_s),
+        "scan_fps": number(scan_fps),
+        "checked_realtime_24_p95_ms": number(baselines.get("checked_realtime_24_p95_ms")),
+        "checked_realtime_24_dropped_pct": number(
+            baselines.get("checked_realtime_24_dropped_pct")),
     }
 
 
-def evaluate(values: dict[str, float | None]) -> list[dict[str, object]]:
-    """Every bar checked against its value (JSON-ready)."""
-    return [asdict(check(bar, values.get(bar.name))) for bar in BARS]
+def evaluate(values: dict[str, float | None], chain_fps: float | None = None
+             ) -> list[dict[str, object]]:
+    """Every bar checked against its value, scaled bars for this machine (JSON-ready)."""
+    results = []
+    for bar in BARS:
+        result = asdict(check(scaled_bar(bar, chain_fps), values.get(bar.name)))
+        if bar.scaled and chain_fps:
+            result["bar_at_80_fps"] = bar.bar
+        results.append(result)
+    return results

@@ -14,7 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from swaptron.arguments import fraction, positive_float, positive_int
-from swaptron.specs import ENSEMBLE
+from swaptron.specs import CHECKED, ENSEMBLE, FACES, FAKE_SCORE, SWAPPED
 
 if TYPE_CHECKING:
     from swaptron.client.metrics import StreamMetrics
@@ -38,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="start the file again at its end")
     parser.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
     parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    parser.add_argument("--model", default=ENSEMBLE)
+    parser.add_argument("--model", default=None,
+                        help=f"ensemble to stream through (default {ENSEMBLE}, or {CHECKED} "
+                             "with --check)")
+    parser.add_argument("--check", action="store_true",
+                        help=f"stream through {CHECKED}: each swapped frame also gets the "
+                             "forgery detector's fake score (live line, window, report)")
     parser.add_argument("--mode", choices=("stream", "serial"), default="stream",
                         help="stream: pipelined (default); serial: one blocking call per frame")
     parser.add_argument("--max-inflight", type=positive_int, default=2,
@@ -107,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     except (SourceError, ReportError) as error:
         print(f"error: {error}")
         return EXIT_ERROR
-    options = StreamOptions(url=args.url, model=args.model, mode=args.mode,
+    model = args.model or (CHECKED if args.check else ENSEMBLE)
+    outputs = (SWAPPED, FACES, FAKE_SCORE) if args.check else (SWAPPED, FACES)
+    options = StreamOptions(url=args.url, model=model, outputs=outputs, mode=args.mode,
                             max_inflight=1 if args.mode == "serial" else args.max_inflight,
                             shm=args.shm, connect_timeout_s=args.connect_timeout,
                             reconnect_timeout_s=args.connect_timeout, live=not args.quiet)
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             if video is not None:
                 video.close()
         settings = {"mode": args.mode, "source": args.source, "url": args.url,
-                    "model": args.model, "realtime": args.realtime or source.is_camera,
+                    "model": model, "realtime": args.realtime or source.is_camera,
                     "source_fps": round(source.fps, 3), "max_inflight": options.max_inflight,
                     "shm": args.shm, "output": str(args.output) if args.output else None,
                     "outcome": outcome}

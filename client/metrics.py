@@ -26,6 +26,7 @@ class FrameTiming:
     send: float = math.nan
     receive: float = math.nan
     error: str | None = None
+    fake_score: float | None = None  # the checked ensemble's score of the swapped frame
 
 
 @dataclass
@@ -47,13 +48,20 @@ class StreamMetrics:
         self.frames[index].status = "sent"
 
     def finish(self, index: int, status: str, at: float | None = None,
-               error: str | None = None) -> None:
+               error: str | None = None, fake_score: float | None = None) -> None:
         """A frame came back, was dropped, or failed."""
         timing = self.frames[index]
         timing.status = status
         if at is not None:
             timing.receive = at - self.origin
         timing.error = error
+        timing.fake_score = fake_score
+
+    def live_fake_score(self, last: int = 24) -> float | None:
+        """Mean fake score of the last received frames that had one (None without any)."""
+        scores = [t.fake_score for t in self.frames.values()
+                  if t.status == "received" and t.fake_score is not None][-last:]
+        return round(float(np.mean(scores)), 3) if scores else None
 
     def count(self, status: str) -> int:
         """Frames in a final status."""
@@ -108,9 +116,20 @@ def build_report(metrics: StreamMetrics, settings: dict[str, object]) -> dict[st
         "fps": round(fps, 2),
         "latency_ms": summary(metrics.latencies_ms("capture")),
         "round_trip_ms": summary(metrics.latencies_ms("send")),
+        "fake_score": fake_score_summary(timings),
         "server": metrics.server,
         "frames": [asdict(t) for t in sorted(timings, key=lambda t: t.index)],
     }
+
+
+def fake_score_summary(timings: list[FrameTiming]) -> dict[str, object] | None:
+    """The checked ensemble's scores over the run: mean, p95 and frames scored (None when the
+    run was not checked)."""
+    scores = np.array([t.fake_score for t in timings if t.fake_score is not None])
+    if len(scores) == 0:
+        return None
+    return {"frames_scored": len(scores), "mean": round(float(scores.mean()), 4),
+            "p95": round(float(np.percentile(scores, 95)), 4)}
 
 
 def format_table(report: dict[str, object]) -> str:
@@ -128,6 +147,10 @@ def format_table(report: dict[str, object]) -> str:
         f"        send->receive ms     p50 {trip['p50']}  p95 {trip['p95']}  "  # type: ignore[index]
         f"p99 {trip['p99']}  max {trip['max']}",  # type: ignore[index]
     ]
+    scores = report.get("fake_score")
+    if isinstance(scores, dict):
+        lines.append(f"fake score (checked) mean {scores['mean']}  p95 {scores['p95']}  "
+                     f"over {scores['frames_scored']} frames with a face")
     server = report.get("server") or {}
     if isinstance(server, dict) and server.get("models"):
         parts = [f"{name} {times['queue_ms']}+{times['compute_ms']}"

@@ -137,6 +137,19 @@ class FrameSource:
             self._count += 1
             return captured
 
+    def frame_count(self) -> int | None:
+        """Frames the source will give (None for a camera or a looping file)."""
+        if self.is_camera or self.options.loop:
+            return self.options.max_frames
+        if self._images:
+            count = len(self._images)
+        elif self._capture is not None:
+            count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        else:
+            return None
+        limit = self.options.max_frames
+        return count if limit is None else min(count, limit)
+
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the frames, known before the first one is read."""
         if self._images:

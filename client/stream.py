@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 
 import grpc
@@ -35,7 +35,7 @@ from swaptron.client.metrics import StreamMetrics
 from swaptron.client.shm import ShmRing, first_line
 from swaptron.client.sinks import DisplaySink, VideoSink, VirtualCameraSink
 from swaptron.client.sources import Captured, FrameSource
-from swaptron.specs import ENSEMBLE, FACES, SWAPPED
+from swaptron.specs import ENSEMBLE, FACES, FAKE_SCORE, SWAPPED
 
 CONNECTION_ERRORS = (InferenceServerException, grpc.RpcError, ConnectionError)
 # gRPC codes that mean the server is gone, not that it refused this frame (INVALID_ARGUMENT,
@@ -56,6 +56,7 @@ class StreamOptions:
 
     url: str = "127.0.0.1:8001"
     model: str = ENSEMBLE
+    outputs: tuple[str, ...] = (SWAPPED, FACES)
     mode: str = "stream"  # "stream" (pipelined) or "serial" (one blocking request per frame)
     max_inflight: int = 2
     shm: bool = False
@@ -109,15 +110,21 @@ class Mailbox:
             self._changed.notify_all()
 
 
+Observer = Callable[[Captured, dict[str, np.ndarray]], None]
+
+
 class Delivery:
-    """Records each frame's fate and hands received frames to the sinks."""
+    """Records each frame's fate and hands received frames to the sinks (and to an observer,
+    which sees every answer's tensors: the scanner)."""
 
     def __init__(self, metrics: StreamMetrics, video: VideoSink | None,
-                 display: DisplaySink | None, camera: VirtualCameraSink | None) -> None:
+                 display: DisplaySink | None, camera: VirtualCameraSink | None,
+                 observer: Observer | None = None) -> None:
         self.metrics = metrics
         self.video = video
         self.display = display
         self.camera = camera
+        self.observer = observer
 
     def captured(self, item: Captured) -> None:
         """A frame left the source."""
@@ -127,22 +134,40 @@ class Delivery:
         """A frame's request went out."""
         self.metrics.sent(item.index, time.monotonic())
 
-    def received(self, item: Captured, swapped: np.ndarray) -> None:
-        """A swapped frame came back."""
-        self.metrics.finish(item.index, "received", time.monotonic())
+    def received(self, item: Captured, tensors: dict[str, np.ndarray]) -> None:
+        """A frame's answer came back: its tensors (batch axis removed)."""
+        fake_score = frame_fake_score(tensors.get(FAKE_SCORE))
+        self.metrics.finish(item.index, "received", time.monotonic(), fake_score=fake_score)
+        if self.observer is not None:
+            self.observer(item, tensors)
+        swapped = tensors.get(SWAPPED)
+        if swapped is None:
+            return
         if self.video is not None:
             self.video.put(item.index, swapped)
         if self.camera is not None:
             self.camera.put(swapped)
         if self.display is not None:
             fps, p95 = self.metrics.live(time.monotonic())
-            self.display.show(item.frame, swapped, f"{fps:.1f} fps  p95 {p95:.0f} ms")
+            status = f"{fps:.1f} fps  p95 {p95:.0f} ms"
+            if fake_score is not None:
+                status += f"  fake score {fake_score:.2f}"
+            self.display.show(item.frame, swapped, status)
 
     def lost(self, item: Captured, status: str, error: str | None = None) -> None:
         """A frame was dropped (replaced by a newer one) or failed."""
         self.metrics.finish(item.index, status, error=error)
         if self.video is not None:
             self.video.put(item.index, None)
+
+
+def frame_fake_score(scores: np.ndarray | None) -> float | None:
+    """The frame's fake score: its most suspicious face (empty slots carry -1), None when the
+    frame has no face or the model gives no score."""
+    if scores is None:
+        return None
+    present = scores[scores >= 0]
+    return round(float(present.max()), 4) if present.size else None
 
 
 def is_connection_error(error: BaseException) -> bool:
@@ -216,13 +241,20 @@ class Streamer:
         frame_place, output_places = (self.ring.places(slot, item.frame)
                                       if self.ring is not None else (None, None))
         return frame_request(self.options.model, str(item.index), item.frame,
-                             [SWAPPED, FACES], frame_place, output_places)
+                             list(self.options.outputs), frame_place, output_places)
 
-    def swapped(self, result: InferResult, item: Captured, slot: int) -> np.ndarray:
-        """The swapped frame of a response."""
-        if self.ring is not None:
-            return self.ring.swapped(slot, item.frame.shape)
-        return result.as_numpy(SWAPPED)[0]
+    def tensors(self, result: InferResult, item: Captured, slot: int) -> dict[str, np.ndarray]:
+        """The outputs of a response, batch axis removed (SWAPPED from shared memory with
+        --shm)."""
+        found = {}
+        for name in self.options.outputs:
+            if name == SWAPPED and self.ring is not None:
+                found[name] = self.ring.swapped(slot, item.frame.shape)
+                continue
+            value = result.as_numpy(name)
+            if value is not None:
+                found[name] = value[0]
+        return found
 
     async def pipelined(self, stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
         """Frames on one bidirectional stream with at most max_inflight waiting for answers.
@@ -253,7 +285,7 @@ class Streamer:
                 if answer.error is not None:
                     self.delivery.lost(item, "failed", answer.error)
                 else:
-                    self.delivery.received(item, self.swapped(answer.result, item, slot))
+                    self.delivery.received(item, self.tensors(answer.result, item, slot))
                 free_slots.append(slot)
                 window.release()
         finally:
@@ -278,7 +310,7 @@ class Streamer:
                 if is_connection_error(error):
                     raise
                 continue
-            self.delivery.received(item, self.swapped(result, item, 0))
+            self.delivery.received(item, self.tensors(result, item, 0))
 
     async def live_status(self) -> None:
         """Print FPS and p95 latency once a second."""
@@ -289,6 +321,9 @@ class Streamer:
             line = (f"\r{metrics.count('received')} received  {fps:5.1f} fps  "
                     f"p95 {p95:6.1f} ms  dropped {metrics.count('dropped')}  "
                     f"failed {metrics.count('failed')}")
+            fake_score = metrics.live_fake_score()
+            if fake_score is not None:
+                line += f"  fake score {fake_score:.2f}"
             print(line, end="", file=sys.stderr, flush=True)
             if self.delivery.display is not None and self.delivery.display.closed:
                 self.stopping.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -23,11 +24,13 @@ from swaptron.export.repository import (
 from swaptron.networks.geometry import GraphOptions
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.specs import (
+    FAKE_SCORE,
+    FORENSICS,
     PRESENCE,
     PUBLISHED_SUFFIX,
     SWAPPED,
     ModelSpec,
-    faceswap_ensemble,
+    ensembles,
     model_specs,
 )
 
@@ -49,7 +52,7 @@ class ExportError(RuntimeError):
     """The export cannot be completed; the message says why."""
 
 
-FP16_TOLERANCE = {SWAPPED: 8.0, PRESENCE: 0.02}  # float16 networks: two runtimes' rounding
+FP16_TOLERANCE = {SWAPPED: 8.0, PRESENCE: 0.02, FAKE_SCORE: 0.05}  # float16: two runtimes
 
 
 def tolerance(output: str, fp16: bool = False) -> float:
@@ -78,6 +81,9 @@ def source_files(pipeline_options: PipelineOptions) -> list[Path]:
     weights = pipeline_options.weights_file()
     if weights is not None:
         files.append(weights)
+    detector = pipeline_options.detector_file()
+    if detector is not None and detector.is_file():
+        files.append(detector)
     return files
 
 
@@ -101,10 +107,16 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
     pipeline_options = replace(pipeline_options,
                                graph=graph_options(serving.target, profiles.fp16))
     report = ExportReport(repository=output)
-    specs = model_specs(pipeline_options.max_faces)
-    progress(f"building the pipeline (K={pipeline_options.max_faces}, "
-             f"direction {pipeline_options.direction})")
-    pipeline = build_pipeline(pipeline_options)
+    forensics = pipeline_options.detector_file() is not None
+    specs = {name: spec for name, spec in model_specs(pipeline_options.max_faces).items()
+             if forensics or name != FORENSICS}
+    progress(f"building the pipeline (K={pipeline_options.max_faces}, direction "
+             f"{pipeline_options.direction}, forgery detector "
+             f"{pipeline_options.detector_file() or 'none'})")
+    try:
+        pipeline = build_pipeline(pipeline_options)
+    except FileNotFoundError as error:
+        raise ExportError(str(error)) from error
     frames = example_frames()
     tensors = pipeline.run(frames)
     files = source_files(pipeline_options)
@@ -112,15 +124,47 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
         export_model(pipeline, spec, tensors, output, pipeline_options, files, force, report,
                      progress)
         warmup = {name: tensors[name][:1] for name in spec.input_names()}
-        write_model_folder(output, model_config(spec, serving, warmup), serving.target, warmup)
-    write_model_folder(output, ensemble_config(faceswap_ensemble(pipeline_options.max_faces)),
-                       serving.target, None)
+        facts = detector_facts(pipeline_options) if spec.name == FORENSICS else None
+        write_model_folder(output, model_config(spec, serving, warmup, facts), serving.target,
+                           warmup)
+    for ensemble in ensembles(pipeline_options.max_faces, forensics):
+        write_model_folder(output, ensemble_config(ensemble), serving.target, None)
+    remove_stale(output, {*specs, *(e.name for e in ensembles(pipeline_options.max_faces,
+                                                             forensics))},
+                 pipeline_options.max_faces, progress)
     check_tensorrt(list(specs.values()), output, serving.target, progress)
     if serving.target == "tensorrt":
         report = prepare_engines(list(specs.values()), output, profiles, report, progress)
     progress(f"repository {output} ready ({serving.target}) in "
              f"{time.monotonic() - started:.1f} s")
     return report
+
+
+def detector_facts(options: PipelineOptions) -> dict[str, str]:
+    """What a client of `forensics` needs to know: the detector, its threshold (probabilities
+    at or above it say "fake") and its card figures; from the committed card."""
+    path = options.detector_file()
+    card = assets.forensics_card() or {}
+    name = path.parent.parent.name if path and path.name == "detector.pt" else (
+        path.stem if path else "none")
+    entry = card.get("models", {}).get(name, {}) if isinstance(card, dict) else {}
+    facts = {"detector": name, "threshold": str(entry.get("threshold", 0.5))}
+    for key in ("auc_vs_our_swaps", "auc_unseen_generator", "fpr_real", "ms_per_face"):
+        if key in entry:
+            facts[f"card_{key}"] = str(entry[key])
+    return facts
+
+
+def remove_stale(output: Path, models: set[str], max_faces: int,
+                 progress: Callable[[str], None]) -> None:
+    """Delete the folders of our own models that this export no longer writes (the forensics
+    model and its ensembles after an export without a detector), so the server does not load
+    a stale model. Folders of other models are left alone."""
+    ours = {*model_specs(max_faces), *(e.name for e in ensembles(max_faces, True))}
+    for name in sorted(ours - models):
+        if (output / name / "config.pbtxt").is_file():
+            shutil.rmtree(output / name)
+            progress(f"[{name}] removed: not part of this export")
 
 
 def export_model(pipeline: Pipeline, spec: ModelSpec, tensors: dict[str, np.ndarray],

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-delay-us", type=int, default=100,
                         help="dynamic batcher's longest wait for a fuller batch")
     parser.add_argument("--no-dynamic-batching", action="store_true")
+    parser.add_argument("--detector", choices=("meso4", "dldfd", "sbi", "none"), default=None,
+                        help="forgery detector of the `forensics` model and the `scan` and "
+                             "`faceswap_checked` ensembles (default: the one the card picked, "
+                             "when its weights are there); none leaves them out")
     parser.add_argument("--fp16", action="store_true",
                         help="tensorrt: run the convolutional networks in FP16 (explicit casts in "
                              "the graphs; geometry stays FP32; engines built --stronglyTyped)")
@@ -69,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_faces < 1:
         print("error: --max-faces must be at least 1")
         return 2
+    detector = {None: "default", "none": None}.get(args.detector, args.detector)
     pipeline = PipelineOptions(max_faces=args.max_faces, weights=args.weights,
-                               direction=args.direction, face_size=args.face_size)
+                               direction=args.direction, face_size=args.face_size,
+                               detector=detector)
     serving = ServingOptions(target=args.target, max_batch_size=args.max_batch_size,
                              dynamic_batching=not args.no_dynamic_batching,
                              queue_delay_us=args.queue_delay_us, instances=args.instances,

@@ -45,7 +45,15 @@ class Published(torch.nn.Module):
         outputs = self.network(*inputs)
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
-        return (*outputs, *(outputs[i].clone() for i in self.copy_sources))
+        return (*outputs, *(copy(outputs[i]) for i in self.copy_sources))
+
+
+def copy(tensor: torch.Tensor) -> torch.Tensor:
+    """An identical tensor under another name: an Identity for floats; for uint8 a cast to float
+    and back (TensorRT takes uint8 only at the edges, and only through a cast)."""
+    if tensor.dtype == torch.uint8:
+        return tensor.to(torch.float32).to(torch.uint8)
+    return tensor.clone()
 
 
 def graph_module(module: torch.nn.Module, spec: ModelSpec) -> torch.nn.Module:

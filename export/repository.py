@@ -67,9 +67,13 @@ def set_parameter(config: mc.ModelConfig, key: str, value: str) -> None:
 
 
 def model_config(spec: ModelSpec, options: ServingOptions,
-                 warmup: dict[str, np.ndarray] | None) -> mc.ModelConfig:
-    """The `config.pbtxt` of one network for a target."""
+                 warmup: dict[str, np.ndarray] | None,
+                 facts: dict[str, str] | None = None) -> mc.ModelConfig:
+    """The `config.pbtxt` of one network for a target; `facts` are parameters for clients to
+    read (the forgery detector's name, threshold and card figures)."""
     config = mc.ModelConfig(name=spec.name, max_batch_size=options.max_batch_size)
+    for key, value in (facts or {}).items():
+        set_parameter(config, key, value)
     config.input.extend(tensor_config(t, mc.ModelInput) for t in spec.inputs)
     config.output.extend(tensor_config(t, mc.ModelOutput) for t in spec.outputs)
     if options.dynamic_batching:

@@ -123,15 +123,14 @@ def check_model(model: onnx.ModelProto, allow: frozenset[str] = frozenset()) -> 
         if opset.domain in ("", "ai.onnx") and not low <= opset.version <= high:
             findings.append(Finding("OPSET", "<model>", "", f"opset {opset.version} is outside "
                                     f"{low}-{high}", rules["opset_source"]))
-    for graph_input in model.graph.input:
-        consumers = [n for n in model.graph.node if graph_input.name in n.input]
-        if types.get(graph_input.name) == "UINT8":
-            for node in consumers:
-                target = next((a.i for a in node.attribute if a.name == "to"), None)
-                if node.op_type != "Cast" or target not in (onnx.TensorProto.FLOAT,
-                                                             onnx.TensorProto.FLOAT16):
-                    flag("UINT8_CONVERSION", node, f"takes the UINT8 input {graph_input.name}; "
-                         "only a Cast to FLOAT or FLOAT16 may")
+    for node in model.graph.node:
+        target = next((a.i for a in node.attribute if a.name == "to"), None)
+        casts_to_float = node.op_type == "Cast" and target in (onnx.TensorProto.FLOAT,
+                                                               onnx.TensorProto.FLOAT16)
+        for name in node.input:
+            if types.get(name) == "UINT8" and not casts_to_float:
+                flag("UINT8_CONVERSION", node, f"takes the UINT8 tensor {name}; only a Cast to "
+                     "FLOAT or FLOAT16 may")
     for node in model.graph.node:
         op_rules = ops.get(node.op_type)
         if op_rules is None or not op_rules["supported"]:

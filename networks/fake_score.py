@@ -17,6 +17,7 @@ from torch import nn
 
 from swaptron.networks.crops import forensic_crops, forensic_template
 from swaptron.networks.forensics import build_detector
+from swaptron.networks.geometry import GraphOptions, Precision
 
 EMPTY_SCORE = -1.0
 PRESENCE_THRESHOLD = 0.5
@@ -56,7 +57,9 @@ def load_detector(path: Path) -> tuple[nn.Module, dict[str, object]]:
     return model.eval(), {key: value for key, value in saved.items() if key != "state_dict"}
 
 
-def build_scorer(path: Path) -> FakeScorer:
-    """The `forensics` graph's module around a trained detector file."""
+def build_scorer(path: Path, graph: GraphOptions | None = None) -> FakeScorer:
+    """The `forensics` graph's module around a trained detector file (float16 network with
+    the tensorrt target's --fp16)."""
     detector, meta = load_detector(path)
-    return FakeScorer(detector, int(meta["input_size"])).eval()
+    fp16 = (graph or GraphOptions()).fp16_networks
+    return FakeScorer(Precision(detector, fp16), int(meta["input_size"])).eval()

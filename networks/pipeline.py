@@ -146,5 +146,5 @@ def build_pipeline(options: PipelineOptions) -> Pipeline:
     swapper = FaceSwapper(autoencoder, DIRECTIONS[options.direction], load_template(),
                           BlendOptions(), options.graph)
     detector_file = options.detector_file()
-    scorer = None if detector_file is None else build_scorer(detector_file)
+    scorer = None if detector_file is None else build_scorer(detector_file, options.graph)
     return Pipeline(finder.detector, finder.landmarker, swapper.eval(), scorer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,15 @@ from swaptron.server.ort_checks import config_parameters, frame_problem
 from swaptron.server.ort_session import cpu_session
 
 ORT_ERRORS = (Fail, InvalidArgument, RuntimeException)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One request of a batch group: where its response goes, its inputs, what it wants."""
+
+    position: int
+    arrays: dict[str, np.ndarray]
+    wanted: list[str]
 
 
 class TritonPythonModel:
@@ -45,10 +55,13 @@ class TritonPythonModel:
                              if f"frame_{key}" in parameters}
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        """Validate each request, run same-shaped requests as one batch, split the answers."""
+        """Validate each request, run same-shaped requests as one batch, split the answers.
+
+        Each request gets the outputs it asked for (in an ensemble, the ones the ensemble
+        maps): a published copy nobody asked for is neither computed nor sent.
+        """
         responses: list[Any] = [None] * len(requests)
-        groups: dict[tuple[tuple[int, ...], ...], list[tuple[int, dict[str, np.ndarray]]]] = (
-            defaultdict(list))
+        groups: dict[tuple[tuple[int, ...], ...], list[Member]] = defaultdict(list)
         for position, request in enumerate(requests):
             arrays = {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy()
                       for name in self.input_names}
@@ -58,7 +71,9 @@ class TritonPythonModel:
                     f"{self.model_name}: {problem}", pb_utils.TritonError.INVALID_ARG))
                 continue
             key = tuple(arrays[name].shape[1:] for name in self.input_names)
-            groups[key].append((position, arrays))
+            wanted = [name for name in self.output_names
+                      if name in set(request.requested_output_names())] or self.output_names
+            groups[key].append(Member(position, arrays, wanted))
         for members in groups.values():
             self.run_group(members, responses)
         return responses
@@ -69,25 +84,26 @@ class TritonPythonModel:
             return None
         return frame_problem(self.frame_input, arrays[self.frame_input], self.frame_limits)
 
-    def run_group(self, members: list[tuple[int, dict[str, np.ndarray]]],
-                  responses: list[Any]) -> None:
+    def run_group(self, members: list[Member], responses: list[Any]) -> None:
         """One ONNX Runtime call for requests of one shape; fills their responses."""
-        feeds = {name: np.concatenate([arrays[name] for _, arrays in members])
-                 if len(members) > 1 else members[0][1][name] for name in self.input_names}
+        feeds = {name: np.concatenate([m.arrays[name] for m in members])
+                 if len(members) > 1 else members[0].arrays[name] for name in self.input_names}
+        wanted = {name for m in members for name in m.wanted}
+        names = [name for name in self.output_names if name in wanted]
         try:
-            results = self.session.run(self.output_names, feeds)
+            results = dict(zip(names, self.session.run(names, feeds), strict=True))
         except ORT_ERRORS as error:
             failure = pb_utils.TritonError(f"{self.model_name}: inference failed: {error}")
-            for position, _ in members:
-                responses[position] = pb_utils.InferenceResponse(error=failure)
+            for member in members:
+                responses[member.position] = pb_utils.InferenceResponse(error=failure)
             return
         start = 0
-        for position, arrays in members:
-            count = arrays[self.input_names[0]].shape[0]
+        for member in members:
+            count = member.arrays[self.input_names[0]].shape[0]
             tensors = [pb_utils.Tensor(name, np.ascontiguousarray(
-                           value[start:start + count], dtype=self.output_types[name]))
-                       for name, value in zip(self.output_names, results, strict=True)]
-            responses[position] = pb_utils.InferenceResponse(output_tensors=tensors)
+                           results[name][start:start + count], dtype=self.output_types[name]))
+                       for name in member.wanted]
+            responses[member.position] = pb_utils.InferenceResponse(output_tensors=tensors)
             start += count
 
     def finalize(self) -> None:

@@ -45,6 +45,8 @@ COMMANDS = (
     Command("forensics", "forgery detectors: prepare the faces, train, evaluate (the card)",
             "swaptron.training.forensics_cli:run_prepare",
             "swaptron.training.forensics_cli:add_arguments"),
+    Command("scan", "is this clip swapped? forgery scores per frame and face, and a verdict",
+            "swaptron.scan:run", "swaptron.scan:add_arguments"),
     Command("stream", "stream a camera, video or image folder through the ensemble and measure "
             "FPS and latency", "swaptron.client.cli:run", "swaptron.client.cli:add_arguments"),
     Command("bench", "perf_analyzer and the baselines side by side, with the targets, tables "

@@ -26,22 +26,18 @@ def run(args: argparse.Namespace) -> int:
     """Export if needed, start the embedded server, stream the demo video through it."""
     from swaptron.cli import build_parser
     from swaptron.client.cli import run as stream
-    from swaptron.export.build import ExportError, export_repository
-    from swaptron.export.repository import ServingOptions
+    from swaptron.embedded import embedded_server
     from swaptron.networks.pipeline import PipelineOptions
-    from swaptron.server.launcher import ServerError, TritonServer, free_ports
+    from swaptron.server.launcher import ServerError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     output = args.output_dir
     output.mkdir(parents=True, exist_ok=True)
     try:
         video = assets.demo_video()
-        export_repository(PipelineOptions(direction=args.direction), ServingOptions(),
-                          args.model_repository)
-        server = TritonServer(args.model_repository, ports=free_ports(),
-                              log_path=output / "triton.log")
-        print(f"starting tritonserver (log: {server.log_path})", flush=True)
-        with server:
+        with embedded_server(args.model_repository, PipelineOptions(direction=args.direction),
+                             output / "triton.log",
+                             progress=lambda line: print(line, flush=True)) as server:
             print(f"ready: gRPC {server.grpc_url}; streaming {video.name}", flush=True)
             stream_args = ["stream", "--source", str(video), "--no-display", "--url",
                            server.grpc_url, "--output",
@@ -50,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
             if not args.unpaced:
                 stream_args.append("--realtime")
             return stream(build_parser().parse_args(stream_args))
-    except (ExportError, ServerError, assets.AssetError) as error:
+    except (ServerError, assets.AssetError) as error:
         print(f"error: {error}")
         return 1

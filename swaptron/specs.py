@@ -19,12 +19,16 @@ FACES = "FACES"
 KEYPOINTS = "KEYPOINTS"
 LANDMARKS = "LANDMARKS"
 PRESENCE = "PRESENCE"
+FAKE_SCORE = "FAKE_SCORE"
 # model names
 DETECTOR = "detector"
 LANDMARKER = "landmarker"
 SWAPPER = "swapper"
+FORENSICS = "forensics"
 ENSEMBLE = "faceswap"
-NETWORKS = (DETECTOR, LANDMARKER, SWAPPER)
+SCAN = "scan"
+CHECKED = "faceswap_checked"
+NETWORKS = (DETECTOR, LANDMARKER, SWAPPER)  # the swap chain
 
 NUM_KEYPOINTS = 6  # BlazeFace: right eye, left eye, nose tip, mouth, right ear, left ear
 NUM_LANDMARKS = 468  # FaceMesh
@@ -108,32 +112,51 @@ class EnsembleStep:
 
 
 @dataclass(frozen=True)
+class Step:
+    """A model in an ensemble; `sources` maps an input to the tensor it takes when that is not
+    the latest tensor of its own name (the checked ensemble scores SWAPPED as its FRAME)."""
+
+    model: ModelSpec
+    sources: tuple[tuple[str, str], ...] = ()
+
+    def source(self, name: str) -> str:
+        """The tensor name an input takes."""
+        return dict(self.sources).get(name, name)
+
+
+@dataclass(frozen=True)
 class EnsembleSpec:
-    """An ensemble: its models in order, and its inputs and outputs (batch axis included)."""
+    """An ensemble: its steps in order, and its inputs and outputs (batch axis included)."""
 
     name: str
-    steps: tuple[ModelSpec, ...]
+    steps: tuple[Step, ...]
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
     def wiring(self) -> list[EnsembleStep]:
         """The ensemble's steps, wired by name: each model input takes the latest tensor of
-        that name (an ensemble input or an earlier step's output); an output is an ensemble
-        output directly when nothing later consumes it, else an internal tensor (the lower-case
-        name), with its published copy as the ensemble output."""
+        its source's name (an ensemble input or an earlier step's output); an output is an
+        ensemble output directly when nothing later consumes it, else an internal tensor (the
+        lower-case name), with its published copy as the ensemble output. ValueError when an
+        ensemble output feeds a later step and its model does not publish a copy."""
         public = {t.name for t in self.outputs}
         latest = {t.name: t.name for t in self.inputs}
         steps = []
-        for position, spec in enumerate(self.steps):
-            input_map = {t.name: latest[t.name] for t in spec.inputs}
-            consumed_later = {t.name for later in self.steps[position + 1:] for t in later.inputs}
+        for position, step in enumerate(self.steps):
+            spec = step.model
+            input_map = {t.name: latest[step.source(t.name)] for t in spec.inputs}
+            consumed_later = {later.source(t.name) for later in self.steps[position + 1:]
+                              for t in later.model.inputs}
             output_map = {}
             for tensor in spec.network_outputs:
                 direct = tensor.name in public and tensor.name not in consumed_later
                 output_map[tensor.name] = tensor.name if direct else tensor.name.lower()
                 latest[tensor.name] = output_map[tensor.name]
+                if not direct and tensor.name in public and tensor.name not in spec.publishes:
+                    raise ValueError(f"{self.name}: {spec.name} must publish {tensor.name}, "
+                                     "an output that a later step also reads")
             for name in spec.publishes:
-                if name in public:
+                if name in public and output_map[name] != name:
                     output_map[name + PUBLISHED_SUFFIX] = name
             steps.append(EnsembleStep(spec.name, input_map, output_map))
         return steps
@@ -150,11 +173,12 @@ def with_batch_axis(tensor: TensorSpec) -> TensorSpec:
 
 
 def model_specs(max_faces: int) -> dict[str, ModelSpec]:
-    """The three networks for K = max_faces face slots."""
+    """The networks for K = max_faces face slots: the swap chain and the forgery scorer."""
     faces = TensorSpec(FACES, "FP32", (max_faces, 5))
     keypoints = TensorSpec(KEYPOINTS, "FP32", (max_faces, NUM_KEYPOINTS, 2))
     landmarks = TensorSpec(LANDMARKS, "FP32", (max_faces, NUM_LANDMARKS, 2))
     presence = TensorSpec(PRESENCE, "FP32", (max_faces,))
+    fake_score = TensorSpec(FAKE_SCORE, "FP32", (max_faces,))
     specs = [
         ModelSpec(DETECTOR, (frame(),), (faces, keypoints),
                   "BlazeFace short-range: letterbox, network, anchors, fast NMS, top-K faces",
@@ -163,9 +187,20 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
                   "FaceMesh on eye-aligned crops: 468 landmarks per face in frame pixels",
                   publishes=(LANDMARKS,)),
         ModelSpec(SWAPPER, (frame(), landmarks, presence), (frame(SWAPPED),),
-                  "align, autoencode as the target identity, colour-match, blend back"),
+                  "align, autoencode as the target identity, colour-match, blend back",
+                  publishes=(SWAPPED,)),
+        ModelSpec(FORENSICS, (frame(), landmarks, presence), (fake_score,),
+                  "forensic crop per face slot, forgery detector: probability of a swap "
+                  "(-1 for an empty slot)"),
     ]
     return {spec.name: spec for spec in specs}
+
+
+def ensemble(name: str, steps: tuple[Step, ...], outputs: tuple[TensorSpec, ...]
+             ) -> EnsembleSpec:
+    """An ensemble of FRAME in, the given outputs out, batch axis included."""
+    return EnsembleSpec(name, steps, (with_batch_axis(frame()),),
+                        tuple(with_batch_axis(t) for t in outputs))
 
 
 def faceswap_ensemble(max_faces: int) -> EnsembleSpec:
@@ -173,6 +208,33 @@ def faceswap_ensemble(max_faces: int) -> EnsembleSpec:
     specs = model_specs(max_faces)
     outputs = (frame(SWAPPED), specs[DETECTOR].network_outputs[0],
                specs[LANDMARKER].network_outputs[0])
-    return EnsembleSpec(ENSEMBLE, tuple(specs[name] for name in NETWORKS),
-                        (with_batch_axis(frame()),),
-                        tuple(with_batch_axis(t) for t in outputs))
+    return ensemble(ENSEMBLE, tuple(Step(specs[name]) for name in NETWORKS), outputs)
+
+
+def scan_ensemble(max_faces: int) -> EnsembleSpec:
+    """`scan`: detector -> landmarker -> forensics; FACES, LANDMARKS and FAKE_SCORE out."""
+    specs = model_specs(max_faces)
+    outputs = (specs[DETECTOR].network_outputs[0], specs[LANDMARKER].network_outputs[0],
+               specs[FORENSICS].network_outputs[0])
+    return ensemble(SCAN, tuple(Step(specs[name]) for name in (DETECTOR, LANDMARKER, FORENSICS)),
+                    outputs)
+
+
+def checked_ensemble(max_faces: int) -> EnsembleSpec:
+    """`faceswap_checked`: `faceswap`, then `forensics` on the swapped frame (with the
+    landmarks of the original, which the swap keeps): the outputs of `faceswap` plus
+    FAKE_SCORE of the result."""
+    specs = model_specs(max_faces)
+    outputs = (frame(SWAPPED), specs[DETECTOR].network_outputs[0],
+               specs[LANDMARKER].network_outputs[0], specs[FORENSICS].network_outputs[0])
+    steps = (*(Step(specs[name]) for name in NETWORKS),
+             Step(specs[FORENSICS], ((FRAME, SWAPPED),)))
+    return ensemble(CHECKED, steps, outputs)
+
+
+def ensembles(max_faces: int, forensics: bool) -> list[EnsembleSpec]:
+    """The ensembles of a repository (the scan and checked ones when a detector is exported)."""
+    found = [faceswap_ensemble(max_faces)]
+    if forensics:
+        found += [scan_ensemble(max_faces), checked_ensemble(max_faces)]
+    return found

@@ -184,9 +184,9 @@ def train_detector(options: ForensicsTrainOptions) -> RunHistory:
             optimizer.step()
             history.steps += 1
             history.minutes = (time.monotonic() - started) / 60.0
-            history.losses.append(round(float(loss), 4))
+            history.losses.append(round(loss.item(), 4))
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
             if history.steps % options.checkpoint_every == 0:
                 save(model, optimizer, history, options, size)
     save(model, optimizer, history, options, size)

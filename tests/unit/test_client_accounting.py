@@ -62,7 +62,8 @@ class ReorderingStream:
 async def run_stream(stub: ReorderingStream, frames: int, window: int) -> StreamMetrics:
     """Stream `frames` frames through the streamer's pipelined session on the stand-in."""
     metrics = StreamMetrics(origin=time.monotonic())
-    streamer = Streamer(source=None, options=StreamOptions(max_inflight=window),  # type: ignore[arg-type]
+    options = StreamOptions(max_inflight=window, outputs=(SWAPPED,))
+    streamer = Streamer(source=None, options=options,  # type: ignore[arg-type]
                         delivery=Delivery(metrics, None, None, None))
 
     async def feed() -> None:

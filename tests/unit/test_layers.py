@@ -22,7 +22,8 @@ ALLOWED = {
     "swaptron.server": BASE,
     "swaptron.client": BASE | {"swaptron.server.access"},
 }
-TOP = {"swaptron.cli", "swaptron.demo", "swaptron.doctor", "swaptron.__main__"}
+TOP = {"swaptron.cli", "swaptron.demo", "swaptron.doctor", "swaptron.__main__",
+       "swaptron.embedded", "swaptron.scan"}
 TENSOR_NAME = re.compile(r"""["'](FRAME|SWAPPED|FACES|KEYPOINTS|LANDMARKS|PRESENCE)["']""")
 
 

@@ -1,0 +1,145 @@
+"""The scan service through a real server: `scan`, `faceswap_checked`, `swaptron scan`, and
+`swaptron stream --check`, on real frames."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from swaptron import assets
+from swaptron.networks.fake_score import EMPTY_SCORE
+from swaptron.server.launcher import TritonServer, free_ports
+from swaptron.specs import CHECKED, ENSEMBLE, FACES, FAKE_SCORE, LANDMARKS, SCAN, SWAPPED
+
+from helpers import infer_frame
+
+pytestmark = pytest.mark.server
+
+HELD_OUT = range(208, 262)  # Megamind's test segment: the man, never trained on
+
+
+@pytest.fixture(scope="module")
+def scan_server(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[TritonServer]:
+    """The embedded server on the default export (with the committed forgery detector)."""
+    assert (exported_repository / SCAN / "config.pbtxt").is_file(), "no detector exported"
+    log = tmp_path_factory.mktemp("scan-server") / "triton.log"
+    with TritonServer(exported_repository, ports=free_ports(), log_path=log) as server:
+        yield server
+
+
+def frames_folder(folder: Path, frames: list[np.ndarray]) -> Path:
+    """Frames as numbered PNG files."""
+    folder.mkdir(parents=True)
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{index:04d}.png"), frame)
+    return folder
+
+
+def scan_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`swaptron scan` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "swaptron", "scan", *args],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_scan_gives_scores_per_face_and_minus_one_for_empty_slots(
+        scan_server: TritonServer, megamind_frames: list[np.ndarray]) -> None:
+    one_face = infer_frame(scan_server.grpc_url, SCAN, megamind_frames[120][None],
+                           (FACES, LANDMARKS, FAKE_SCORE))
+    score = one_face[FAKE_SCORE][0]
+    assert one_face[FACES][0, 0, 4] > 0.5 and 0.0 <= score[0] <= 1.0
+    assert score[1] == EMPTY_SCORE  # K = 2: the second slot holds no face
+    no_face = infer_frame(scan_server.grpc_url, SCAN, np.zeros((1, 240, 320, 3), np.uint8),
+                          (FAKE_SCORE,))
+    assert (no_face[FAKE_SCORE] == EMPTY_SCORE).all()
+
+
+def test_the_checked_ensemble_adds_a_score_to_the_swap(scan_server: TritonServer,
+                                                       megamind_frames: list[np.ndarray]
+                                                       ) -> None:
+    frame = megamind_frames[120][None]
+    plain = infer_frame(scan_server.grpc_url, ENSEMBLE, frame, (SWAPPED, FACES))
+    checked = infer_frame(scan_server.grpc_url, CHECKED, frame, (SWAPPED, FACES, FAKE_SCORE))
+    assert np.abs(checked[SWAPPED].astype(int) - plain[SWAPPED]).max() <= 1
+    np.testing.assert_allclose(checked[FACES], plain[FACES], atol=1e-3)
+    assert 0.0 <= checked[FAKE_SCORE][0, 0] <= 1.0
+    alone = infer_frame(scan_server.grpc_url, CHECKED, frame, (FAKE_SCORE,))  # no frame back
+    np.testing.assert_allclose(alone[FAKE_SCORE], checked[FAKE_SCORE], atol=1e-4)
+
+
+def test_a_held_out_real_clip_and_our_swap_of_it(scan_server: TritonServer,
+                                                 megamind_frames: list[np.ndarray],
+                                                 tmp_path: Path) -> None:
+    real = [megamind_frames[i] for i in HELD_OUT]
+    swapped = [infer_frame(scan_server.grpc_url, ENSEMBLE, frame[None], (SWAPPED,))[SWAPPED][0]
+               for frame in real]
+    verdicts = {}
+    for name, frames in (("real", real), ("swapped", swapped)):
+        report_path = tmp_path / f"{name}.json"
+        result = scan_cli(str(frames_folder(tmp_path / name, frames)), "--url",
+                          scan_server.grpc_url, "--report", str(report_path),
+                          "--plot", str(tmp_path / f"{name}.png"),
+                          "--output", str(tmp_path / f"{name}.mp4"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(report_path.read_text())
+        verdicts[name] = report["verdict"]
+        assert report["frames_read"] == len(frames) == len(report["frames"])
+        assert sum(f["status"] == "received" for f in report["frames"]) == report[
+            "frames_scored"]
+        assert (tmp_path / f"{name}.png").stat().st_size > 5000
+        assert len(assets.read_frames(tmp_path / f"{name}.mp4")) == len(frames)
+        assert f"verdict: {report['verdict']}" in result.stdout
+    assert verdicts == {"real": "likely real", "swapped": "likely swapped"}
+
+
+def test_a_clip_without_faces_is_a_verdict(scan_server: TritonServer) -> None:
+    result = scan_cli(str(assets.footage("no_face.mp4")), "--url", scan_server.grpc_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: no faces found" in result.stdout
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    ("missing", "is neither a camera number, a video file nor an image folder"),
+    ("corrupt", "cannot decode video"),
+    ("text", "cannot decode video"),
+    ("empty folder", "holds no image"),
+])
+def test_bad_input_is_named_and_the_server_keeps_serving(
+        scan_server: TritonServer, megamind_frames: list[np.ndarray], tmp_path: Path,
+        make: str, message: str) -> None:
+    target = {"missing": tmp_path / "nowhere.mp4", "corrupt": tmp_path / "corrupt.mp4",
+              "text": tmp_path / "notes.txt", "empty folder": tmp_path / "empty"}[make]
+    if make == "corrupt":
+        target.write_bytes(np.random.default_rng(1).bytes(40_000))
+    elif make == "text":
+        target.write_text("not a video\n")
+    elif make == "empty folder":
+        target.mkdir()
+    result = scan_cli(str(target), "--url", scan_server.grpc_url)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout
+    healthy = infer_frame(scan_server.grpc_url, SCAN, megamind_frames[120][None], (FAKE_SCORE,))
+    assert 0.0 <= healthy[FAKE_SCORE][0, 0] <= 1.0
+
+
+def test_stream_check_reports_the_fake_score(scan_server: TritonServer, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "swaptron", "stream", "--no-display", "--quiet", "--check",
+         "--source", str(assets.demo_video()), "--frames", "24", "--url",
+         scan_server.grpc_url, "--report", str(report)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(report.read_text())
+    assert data["model"] == CHECKED
+    assert data["fake_score"]["frames_scored"] > 10
+    assert all(0.0 <= f["fake_score"] <= 1.0 for f in data["frames"]
+               if f["fake_score"] is not None)
+    assert "fake score (checked)" in result.stdout
