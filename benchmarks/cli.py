@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", action="store_true",
                         help="only the per-network table: each graph in-process at batch 1 and "
                              "8, 1 and 2 threads (models.md, about a minute)")
+    parser.add_argument("--range", action="store_true",
+                        help="only the face detector range table: recall by face size, false "
+                             "faces and cost of each BlazeFace variant (detector_range.md)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
                              "gets the latest table (default: README.md when writing to "
@@ -76,6 +79,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--quick")
     if args.models:
         parts.append("--models")
+    if args.range:
+        parts.append("--range")
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -98,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.models:
         return run_models(args.model_repository, args.output_dir)
+    if args.range:
+        from swaptron.benchmarks.detector_range import range_markdown, run_range
+
+        print(range_markdown(run_range(args.output_dir)))
+        return 0
     readme = args.readme
     if readme is None and args.output_dir.resolve() == DEFAULT_RESULTS.resolve():
         readme = project_dir() / "README.md"

@@ -77,7 +77,8 @@ def source_files(pipeline_options: PipelineOptions) -> list[Path]:
     networks = Path(swaptron.networks.__file__).resolve().parent
     files = sorted(networks.glob("*.py")) + sorted(networks.glob("*.json"))
     files += [Path(swaptron.specs.__file__).resolve(), Path(onnx_export.__file__).resolve()]
-    files += [assets.tflite_path(w) for w in assets.ALL_TFLITE]
+    files += [assets.tflite_path(assets.DETECTOR_WEIGHTS[pipeline_options.face_detector]),
+              assets.tflite_path(assets.LANDMARKER_TFLITE)]
     weights = pipeline_options.weights_file()
     if weights is not None:
         files.append(weights)

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-delay-us", type=int, default=100,
                         help="dynamic batcher's longest wait for a fuller batch")
     parser.add_argument("--no-dynamic-batching", action="store_true")
+    parser.add_argument("--face-detector", choices=("short", "back", "full"), default="back",
+                        help="BlazeFace model: back-camera 256 px (default), short-range 128 px "
+                             "(cheapest, selfie distance only), full-range 192 px "
+                             "(benchmarks/results/detector_range.md compares them)")
     parser.add_argument("--detector", choices=("meso4", "dldfd", "sbi", "none"), default=None,
                         help="forgery detector of the `forensics` model and the `scan` and "
                              "`faceswap_checked` ensembles (default: the one the card picked, "
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     detector = {None: "default", "none": None}.get(args.detector, args.detector)
     pipeline = PipelineOptions(max_faces=args.max_faces, weights=args.weights,
                                direction=args.direction, face_size=args.face_size,
-                               detector=detector)
+                               detector=detector, face_detector=args.face_detector)
     serving = ServingOptions(target=args.target, max_batch_size=args.max_batch_size,
                              dynamic_batching=not args.no_dynamic_batching,
                              queue_delay_us=args.queue_delay_us, instances=args.instances,

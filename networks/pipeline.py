@@ -11,7 +11,12 @@ import torch
 
 from swaptron import assets
 from swaptron.networks.autoencoder import PRESETS, FaceAutoencoder
-from swaptron.networks.detector import DetectorOptions, FaceDetector
+from swaptron.networks.detector import (
+    DEFAULT_VARIANT,
+    VARIANTS,
+    DetectorOptions,
+    FaceDetector,
+)
 from swaptron.networks.face_template import load_template
 from swaptron.networks.fake_score import FakeScorer, build_scorer
 from swaptron.networks.geometry import GraphOptions
@@ -47,6 +52,7 @@ class PipelineOptions:
     preset: str = "lite"  # used only when there are no weights (random initialisation)
     face_size: int | None = None  # only with random weights: overrides the preset's S
     graph: GraphOptions = field(default_factory=GraphOptions)  # tensorrt: fixed shapes, fp16
+    face_detector: str = DEFAULT_VARIANT  # BlazeFace variant: short, back or full
     detector: str | None = "default"  # forgery detector of the `forensics` model: a name
     # (meso4, dldfd, sbi), "default" (the card's pick, when its weights exist) or None (none)
 
@@ -129,10 +135,13 @@ def load_autoencoder(options: PipelineOptions) -> FaceAutoencoder:
     return FaceAutoencoder(preset)
 
 
-def build_finder(max_faces: int = 1, graph: GraphOptions | None = None) -> FaceFinder:
+def build_finder(max_faces: int = 1, graph: GraphOptions | None = None,
+                 face_detector: str = DEFAULT_VARIANT) -> FaceFinder:
     """The detector and landmarker modules for K = max_faces slots, in eval mode."""
-    detector = FaceDetector(assets.tflite_path(assets.DETECTOR_TFLITE),
-                            DetectorOptions(max_faces=max_faces), graph)
+    if face_detector not in VARIANTS:
+        raise ValueError(f"face detector must be one of {sorted(VARIANTS)}, got {face_detector}")
+    detector = FaceDetector(assets.tflite_path(assets.DETECTOR_WEIGHTS[face_detector]),
+                            DetectorOptions(max_faces=max_faces), graph, VARIANTS[face_detector])
     landmarker = FaceLandmarker(assets.tflite_path(assets.LANDMARKER_TFLITE), graph)
     return FaceFinder(detector.eval(), landmarker.eval())
 
@@ -141,7 +150,7 @@ def build_pipeline(options: PipelineOptions) -> Pipeline:
     """Load weights and build the three modules."""
     if options.direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {options.direction}")
-    finder = build_finder(options.max_faces, options.graph)
+    finder = build_finder(options.max_faces, options.graph, options.face_detector)
     autoencoder = load_autoencoder(options)
     swapper = FaceSwapper(autoencoder, DIRECTIONS[options.direction], load_template(),
                           BlendOptions(), options.graph)

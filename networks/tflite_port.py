@@ -34,6 +34,7 @@ OPTION_CLASSES = {
     "ADD": tflite.AddOptions,
     "MAX_POOL_2D": tflite.Pool2DOptions,
     "CONCATENATION": tflite.ConcatenationOptions,
+    "RESIZE_BILINEAR": tflite.ResizeBilinearOptions,
 }
 
 
@@ -217,4 +218,19 @@ class TfliteNetwork(nn.Module):
             parts = [values[i] for i in operator.inputs]
             axis = nhwc_axis_to_nchw(options.Axis(), parts[0].dim())
             return activation(options.FusedActivationFunction())(torch.cat(parts, dim=axis))
+        if kind == "RESIZE_BILINEAR":
+            return resize_bilinear(x, operator.output_shape[1:3], options)
         raise UnsupportedTfliteError(f"operator {kind} is not supported")
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, ...], options: object) -> torch.Tensor:
+    """TFLite RESIZE_BILINEAR to the output's static size. Half-pixel centres are PyTorch's
+    align_corners=False; align_corners is the same in both; TFLite's legacy mode (neither) maps
+    output x to input x * in / out, which PyTorch does not offer, so it is refused."""
+    align_corners = bool(options.AlignCorners())  # type: ignore[attr-defined]
+    half_pixel = bool(options.HalfPixelCenters())  # type: ignore[attr-defined]
+    if not align_corners and not half_pixel:
+        raise UnsupportedTfliteError("RESIZE_BILINEAR without half_pixel_centers or "
+                                     "align_corners is not supported")
+    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear",
+                         align_corners=align_corners)

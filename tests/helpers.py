@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
+import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
@@ -27,10 +28,11 @@ ABORTING_JSON = (b'{"inputs":[{"name":"FRAME","shape":[1,100000,100000,3],'
                  b'"datatype":"UINT8","data":[0]}]}')
 
 
-def export_target(factory: object, target: str, **options: object) -> Path:
-    """The default export for a target, into a temp folder."""
-    folder = factory.mktemp(target)  # type: ignore[attr-defined] / "repository"
-    export_repository(PipelineOptions(), ServingOptions(target=target), folder,
+def export_target(factory: pytest.TempPathFactory, target: str,
+                  pipeline: PipelineOptions | None = None, **options: object) -> Path:
+    """An export for a target (the default one unless `pipeline` says), into a temp folder."""
+    folder = factory.mktemp(target) / "repository"
+    export_repository(pipeline or PipelineOptions(), ServingOptions(target=target), folder,
                       progress=lambda _: None, **options)  # type: ignore[arg-type]
     return folder
 

@@ -10,7 +10,7 @@ from tflite_runtime.interpreter import Interpreter
 
 from swaptron import assets
 from swaptron.export import onnx_export
-from swaptron.networks.pipeline import Pipeline
+from swaptron.networks.pipeline import Pipeline, build_finder
 from swaptron.networks.tflite_port import TfliteNetwork
 from swaptron.specs import PUBLISHED_SUFFIX, model_specs
 
@@ -45,22 +45,29 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, np.ndarr
     return rgb[None], scale, offset
 
 
-def reference_anchors() -> np.ndarray:
-    """BlazeFace short-range anchors written out plainly: 16x16 cells x2, then 8x8 cells x6."""
+# BlazeFace anchors written out plainly, per variant: (cells per side, anchors per cell) layers
+ANCHOR_LAYERS = {"short": ((16, 2), (8, 6)), "back": ((16, 2), (8, 6)), "full": ((48, 1),)}
+INPUT_SIDE = {"short": 128, "back": 256, "full": 192}
+
+
+def reference_anchors(variant: str) -> np.ndarray:
+    """Anchor centres (normalised) of a variant, in MediaPipe's order."""
     rows = []
-    for cells, per_cell in ((16, 2), (8, 6)):
+    for cells, per_cell in ANCHOR_LAYERS[variant]:
         for y in range(cells):
             for x in range(cells):
                 rows += [[(x + 0.5) / cells, (y + 0.5) / cells]] * per_cell
     return np.array(rows)
 
 
+@pytest.mark.parametrize("variant", ["short", "back", "full"])
 @pytest.mark.parametrize("frame_index", [10, 120, 230])
 def test_detector_network_matches_tflite(megamind_frames: list[np.ndarray],
-                                         frame_index: int) -> None:
-    image, _, _ = letterbox(megamind_frames[frame_index], 128)
-    expected = tflite_outputs(assets.DETECTOR_TFLITE, image)
-    actual = port_outputs(assets.DETECTOR_TFLITE, image)
+                                         frame_index: int, variant: str) -> None:
+    image, _, _ = letterbox(megamind_frames[frame_index], INPUT_SIDE[variant])
+    weights = assets.DETECTOR_WEIGHTS[variant]
+    expected = tflite_outputs(weights, image)
+    actual = port_outputs(weights, image)
     for want, got in zip(expected, actual, strict=True):
         np.testing.assert_allclose(got, want, atol=2e-3 * np.abs(want).max())
 
@@ -74,17 +81,19 @@ def test_landmarker_network_matches_tflite(astronaut: np.ndarray) -> None:
         np.testing.assert_allclose(got, want, atol=2e-3 * np.abs(want).max())
 
 
-def test_detector_graph_matches_a_tflite_reference_pipeline(pipeline: Pipeline,
-                                                            astronaut: np.ndarray) -> None:
-    image, scale, offset = letterbox(astronaut, 128)
-    regressors, logits = tflite_outputs(assets.DETECTOR_TFLITE, image)
+@pytest.mark.parametrize("variant", ["short", "back", "full"])
+def test_detector_graph_matches_a_tflite_reference_pipeline(astronaut: np.ndarray,
+                                                            variant: str) -> None:
+    side = INPUT_SIDE[variant]
+    image, scale, offset = letterbox(astronaut, side)
+    regressors, logits = tflite_outputs(assets.DETECTOR_WEIGHTS[variant], image)
     best = int(np.argmax(logits[0, :, 0]))
-    anchor = reference_anchors()[best] * 128
+    anchor = reference_anchors(variant)[best] * side
     centre = regressors[0, best, 0:2] + anchor
     half = regressors[0, best, 2:4] / 2
     expected_box = (np.concatenate([centre - half, centre + half]) - np.tile(offset, 2)) / scale
     expected_eyes = ((regressors[0, best, 4:8].reshape(2, 2) + anchor) - offset) / scale
-    tensors = pipeline.run(astronaut[None])
+    tensors = build_finder(max_faces=2, face_detector=variant).find(astronaut[None])
     np.testing.assert_allclose(tensors["FACES"][0, 0, :4], expected_box, atol=4.0)
     np.testing.assert_allclose(tensors["KEYPOINTS"][0, 0, :2], expected_eyes, atol=4.0)
 

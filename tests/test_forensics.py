@@ -1,0 +1,93 @@
+"""The forgery detectors' data and committed weights, on real frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from swaptron import assets
+from swaptron.networks.pipeline import PipelineOptions, build_finder, build_pipeline
+from swaptron.specs import SWAPPED
+from swaptron.training.forensics_card import auc, eer, score
+from swaptron.training.forensics_data import (
+    Cropper,
+    PrepareError,
+    Source,
+    prepare,
+    split_of,
+)
+from swaptron.training.forensics_train import load_trained
+
+FORENSICS = assets.weights_root() / "forensics"
+HELD_OUT_FRAME = 250  # Megamind's test segment (the last quarter, after the gap)
+
+
+def test_a_face_free_or_corrupt_source_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(50_000))
+    cases = ((Source("empty", assets.footage("no_face.mp4")), "no face found in empty"),
+             (Source("broken", corrupt), "cannot decode broken"))
+    for source, message in cases:
+        output = tmp_path / "dataset"
+        with pytest.raises(PrepareError, match=message):
+            prepare(output, [source], [assets.demo_weights()])
+        assert not output.exists()
+        assert not output.with_name("dataset.part").exists()
+    with pytest.raises(PrepareError, match="no autoencoder weights"):
+        prepare(tmp_path / "dataset", [], [])
+
+
+def test_videos_split_by_contiguous_segments_with_a_gap() -> None:
+    splits = [split_of(index, 100, "megamind") for index in range(100)]
+    assert splits[:65] == ["train"] * 65
+    assert splits[65:71] == [None] * 6 and splits[71:75] == ["val"] * 4
+    assert splits[75:81] == [None] * 6 and splits[81:] == ["test"] * 19
+    assert {split_of(index, 72, "single_face") for index in range(72)} == {"unseen"}
+
+
+def test_auc_and_eer_on_known_scores() -> None:
+    assert auc(np.array([0.1, 0.2]), np.array([0.8, 0.9])) == 1.0
+    assert auc(np.array([0.8, 0.9]), np.array([0.1, 0.2])) == 0.0
+    assert auc(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.5
+    assert eer(np.array([0.1, 0.2, 0.3]), np.array([0.7, 0.8, 0.9])) == 0.0
+
+
+@pytest.fixture(scope="module")
+def held_out_faces(megamind_frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A held-out real Megamind face and the same frame swapped (a2b), both cropped the way
+    `prepare` and the served graph crop them."""
+    cropper = Cropper(build_finder(max_faces=1), 256)
+    frame = megamind_frames[HELD_OUT_FRAME]
+    swapped = build_pipeline(PipelineOptions(max_faces=1, direction="a2b")).run(
+        frame[None])[SWAPPED][0]
+    real, fake = cropper.crop(frame), cropper.crop(swapped)
+    assert real is not None and fake is not None
+    return real[0], fake[0]
+
+
+def test_the_committed_default_detector_tells_a_held_out_real_face_from_our_swap(
+        held_out_faces: tuple[np.ndarray, np.ndarray]) -> None:
+    card = json.loads((FORENSICS / "card.json").read_text())
+    name = card["default"]
+    model, meta = load_trained(FORENSICS / f"{name}.pt")
+    threshold = card["models"][name]["threshold"]
+    with torch.no_grad():
+        real, fake = score(model, int(meta["input_size"]), list(held_out_faces))
+    assert real < threshold < fake, (real, threshold, fake)
+
+
+def test_the_card_has_the_keys_scripts_read() -> None:
+    card = json.loads((FORENSICS / "card.json").read_text())
+    for name in ("meso4", "dldfd", "sbi"):
+        entry = card["models"][name]
+        for key in ("auc_vs_our_swaps", "auc_unseen_generator", "fpr_real", "ms_per_face"):
+            assert key in entry, (name, key)
+    assert card["default"] in card["models"]
+    assert (FORENSICS / "CARD.md").is_file()
+    for name in ("meso4", "sbi"):  # committed; dldfd is rebuilt by make forensics-weights
+        assert (FORENSICS / f"roc-{name}.png").is_file()
+        assert (FORENSICS / f"{name}.pt").stat().st_size < 30 * 2**20
