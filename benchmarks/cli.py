@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--range", action="store_true",
                         help="only the face detector range table: recall by face size, false "
                              "faces and cost of each BlazeFace variant (detector_range.md)")
+    parser.add_argument("--stability", action="store_true",
+                        help="only the stability table: jitter, flicker, pops and lag of "
+                             "stateless swaps against the stabilized stream (stability.md)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
                              "gets the latest table (default: README.md when writing to "
@@ -81,6 +84,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--models")
     if args.range:
         parts.append("--range")
+    if args.stability:
+        parts.append("--stability")
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -107,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
         from swaptron.benchmarks.detector_range import range_markdown, run_range
 
         print(range_markdown(run_range(args.output_dir)))
+        return 0
+    if args.stability:
+        from swaptron.benchmarks.stability import run_stability, stability_markdown
+
+        print(stability_markdown(run_stability(args.output_dir)))  # type: ignore[arg-type]
         return 0
     readme = args.readme
     if readme is None and args.output_dir.resolve() == DEFAULT_RESULTS.resolve():

@@ -28,6 +28,7 @@ from swaptron import assets
 from swaptron.networks.detector import VARIANTS
 from swaptron.networks.geometry import box_iou
 from swaptron.networks.pipeline import build_finder
+from swaptron.specs import FRAME
 
 CANVAS = (720, 1280)  # height, width
 SIZES = (0.05, 0.075, 0.10, 0.15, 0.20, 0.30, 0.50, 0.75, 1.00)
@@ -148,12 +149,12 @@ def detector_ms(variant: str, runs: int = 10) -> float:
     buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(finder.detector, (frame,), buffer, dynamo=False, opset_version=17,
-                          input_names=["FRAME"], dynamic_axes={"FRAME": {0: "b", 1: "h", 2: "w"}})
+                          input_names=[FRAME], dynamic_axes={FRAME: {0: "b", 1: "h", 2: "w"}})
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    feed = {"FRAME": frame.numpy()}
+    feed = {FRAME: frame.numpy()}
     for _ in range(3):
         session.run(None, feed)
     started = time.perf_counter()

@@ -14,7 +14,14 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from swaptron.arguments import fraction, positive_float, positive_int
-from swaptron.specs import CHECKED, ENSEMBLE, FACES, FAKE_SCORE, SWAPPED
+from swaptron.specs import (
+    ENSEMBLE,
+    FACES,
+    FAKE_SCORE,
+    STREAM,
+    STREAM_CHECKED,
+    SWAPPED,
+)
 
 if TYPE_CHECKING:
     from swaptron.client.metrics import StreamMetrics
@@ -39,11 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
     parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
     parser.add_argument("--model", default=None,
-                        help=f"ensemble to stream through (default {ENSEMBLE}, or {CHECKED} "
-                             "with --check)")
+                        help=f"ensemble to stream through (default {STREAM}: the server keeps "
+                             f"the stream's faces steady; {STREAM_CHECKED} with --check; "
+                             f"{ENSEMBLE} swaps each frame on its own)")
     parser.add_argument("--check", action="store_true",
-                        help=f"stream through {CHECKED}: each swapped frame also gets the "
-                             "forgery detector's fake score (live line, window, report)")
+                        help=f"stream through {STREAM_CHECKED}: each swapped frame also gets "
+                             "the forgery detector's fake score (live line, window, report)")
     parser.add_argument("--mode", choices=("stream", "serial"), default="stream",
                         help="stream: pipelined (default); serial: one blocking call per frame")
     parser.add_argument("--max-inflight", type=positive_int, default=2,
@@ -112,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     except (SourceError, ReportError) as error:
         print(f"error: {error}")
         return EXIT_ERROR
-    model = args.model or (CHECKED if args.check else ENSEMBLE)
+    model = args.model or (STREAM_CHECKED if args.check else STREAM)
     outputs = (SWAPPED, FACES, FAKE_SCORE) if args.check else (SWAPPED, FACES)
     options = StreamOptions(url=args.url, model=model, outputs=outputs, mode=args.mode,
                             max_inflight=1 if args.mode == "serial" else args.max_inflight,

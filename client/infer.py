@@ -8,6 +8,7 @@ stream yields `Answer`s that always name their request, and `infer_once` is the 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -30,6 +31,21 @@ class ShmPlace:
 
 
 @dataclass(frozen=True)
+class SequenceFlags:
+    """A request's place in a Triton sequence (one video stream of a stateful ensemble)."""
+
+    sequence_id: int
+    start: bool = False
+    end: bool = False
+
+
+def new_sequence_id() -> int:
+    """A random non-zero sequence id (the field is int64; ids above 2**63 - 1 cannot be sent):
+    a reconnected stream takes a new one, so a server never mixes two runs' state."""
+    return secrets.randbits(62) + 1
+
+
+@dataclass(frozen=True)
 class Answer:
     """One response: the id of its request, and the result or the error text."""
 
@@ -40,10 +56,15 @@ class Answer:
 
 def frame_request(model: str, request_id: str, frame: np.ndarray, outputs: list[str],
                   frame_place: ShmPlace | None = None,
-                  output_places: dict[str, ShmPlace] | None = None
-                  ) -> service_pb2.ModelInferRequest:
-    """A request of one uint8 frame [H,W,3] (batch 1), inline or in shared memory."""
+                  output_places: dict[str, ShmPlace] | None = None,
+                  sequence: SequenceFlags | None = None) -> service_pb2.ModelInferRequest:
+    """A request of one uint8 frame [H,W,3] (batch 1), inline or in shared memory, in a
+    sequence when given."""
     request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    if sequence is not None:
+        request.parameters["sequence_id"].int64_param = sequence.sequence_id
+        request.parameters["sequence_start"].bool_param = sequence.start
+        request.parameters["sequence_end"].bool_param = sequence.end
     tensor = request.inputs.add(name=FRAME, datatype="UINT8", shape=[1, *frame.shape])
     if frame_place is None:
         request.raw_input_contents.append(np.ascontiguousarray(frame).tobytes())

@@ -25,8 +25,10 @@ from tritonclient.grpc import InferResult, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from swaptron.client.infer import (
+    SequenceFlags,
     frame_request,
     infer_once,
+    new_sequence_id,
     open_channel,
     open_stub,
     stream_answers,
@@ -35,7 +37,7 @@ from swaptron.client.metrics import StreamMetrics
 from swaptron.client.shm import ShmRing, first_line
 from swaptron.client.sinks import DisplaySink, VideoSink, VirtualCameraSink
 from swaptron.client.sources import Captured, FrameSource
-from swaptron.specs import ENSEMBLE, FACES, FAKE_SCORE, SWAPPED
+from swaptron.specs import FACES, FAKE_SCORE, STREAM, STREAM_LIMIT_ERROR, SWAPPED, stateful_ensemble
 
 CONNECTION_ERRORS = (InferenceServerException, grpc.RpcError, ConnectionError)
 # gRPC codes that mean the server is gone, not that it refused this frame (INVALID_ARGUMENT,
@@ -55,7 +57,7 @@ class StreamOptions:
     """Where to send frames and how."""
 
     url: str = "127.0.0.1:8001"
-    model: str = ENSEMBLE
+    model: str = STREAM  # stateful: the server keeps each stream's faces steady
     outputs: tuple[str, ...] = (SWAPPED, FACES)
     mode: str = "stream"  # "stream" (pipelined) or "serial" (one blocking request per frame)
     max_inflight: int = 2
@@ -201,6 +203,39 @@ async def wait_ready(client: aioclient.InferenceServerClient, model: str, url: s
         delay = min(delay * 2, 4.0)
 
 
+END_REQUEST_ID = "end"  # the request that ends a stream's sequence; its answer is dropped
+
+
+class StreamSequence:
+    """The Triton sequence of one stream session on a stateful ensemble: a new id per session
+    (so per reconnection), START on the first frame, and an END request when the stream ends
+    so the server frees the stream's state at once."""
+
+    def __init__(self) -> None:
+        self.sequence_id = new_sequence_id()
+        self.last: Captured | None = None
+
+    def flags(self, item: Captured) -> SequenceFlags:
+        """The sequence flags of the next frame."""
+        flags = SequenceFlags(self.sequence_id, start=self.last is None)
+        self.last = item
+        return flags
+
+    def end_request(self, model: str) -> service_pb2.ModelInferRequest | None:
+        """The last frame again, marked END (None when no frame was sent)."""
+        if self.last is None:
+            return None
+        return frame_request(model, END_REQUEST_ID, self.last.frame, [FACES],
+                             sequence=SequenceFlags(self.sequence_id, end=True))
+
+
+def refused_stream(error: str) -> StreamError | None:
+    """The stream error for a server that keeps no more streams, else None."""
+    if STREAM_LIMIT_ERROR not in error:
+        return None
+    return StreamError(f"the server refused this stream: {error.strip().splitlines()[0]}")
+
+
 class Streamer:
     """One client run: capture, send, receive, report."""
 
@@ -236,12 +271,18 @@ class Streamer:
         finally:
             await self.mailbox.close()
 
-    def build_request(self, item: Captured, slot: int) -> service_pb2.ModelInferRequest:
+    def build_request(self, item: Captured, slot: int, sequence: StreamSequence | None
+                      ) -> service_pb2.ModelInferRequest:
         """One frame's request, named by its index (through shared memory with --shm)."""
         frame_place, output_places = (self.ring.places(slot, item.frame)
                                       if self.ring is not None else (None, None))
         return frame_request(self.options.model, str(item.index), item.frame,
-                             list(self.options.outputs), frame_place, output_places)
+                             list(self.options.outputs), frame_place, output_places,
+                             None if sequence is None else sequence.flags(item))
+
+    def new_sequence(self) -> StreamSequence | None:
+        """A session's sequence, for a stateful ensemble."""
+        return StreamSequence() if stateful_ensemble(self.options.model) else None
 
     def tensors(self, result: InferResult, item: Captured, slot: int) -> dict[str, np.ndarray]:
         """The outputs of a response, batch axis removed (SWAPPED from shared memory with
@@ -264,26 +305,36 @@ class Streamer:
         window = asyncio.Semaphore(self.options.max_inflight)
         inflight: OrderedDict[str, tuple[Captured, int]] = OrderedDict()
         free_slots = deque(range(self.options.max_inflight))
+        sequence = self.new_sequence()
 
         async def requests() -> AsyncIterator[service_pb2.ModelInferRequest]:
             while True:
                 await window.acquire()
                 item = await self.mailbox.take()
                 if item is None:
+                    closing = None if sequence is None else sequence.end_request(
+                        self.options.model)
+                    if closing is not None:
+                        yield closing
                     return
                 slot = free_slots.popleft()
                 if self.ring is not None:
                     await self.ring.ensure(item.frame.nbytes)
-                request = self.build_request(item, slot)
+                request = self.build_request(item, slot, sequence)
                 inflight[request.id] = (item, slot)
                 self.delivery.sent(item)
                 yield request
 
         try:
             async for answer in stream_answers(stub, requests()):
+                if answer.request_id == END_REQUEST_ID:
+                    continue
                 item, slot = inflight.pop(answer.request_id)
                 if answer.error is not None:
                     self.delivery.lost(item, "failed", answer.error)
+                    refused = refused_stream(answer.error)
+                    if refused is not None:
+                        raise refused
                 else:
                     self.delivery.received(item, self.tensors(answer.result, item, slot))
                 free_slots.append(slot)
@@ -295,18 +346,26 @@ class Streamer:
 
     async def serial(self, stub: service_pb2_grpc.GRPCInferenceServiceStub) -> None:
         """The prototype's way: one blocking request per frame, nothing else in flight."""
+        sequence = self.new_sequence()
         while True:
             item = await self.mailbox.take()
             if item is None:
+                closing = None if sequence is None else sequence.end_request(self.options.model)
+                if closing is not None:
+                    with contextlib.suppress(grpc.RpcError):
+                        await infer_once(stub, closing)
                 return
             if self.ring is not None:
                 await self.ring.ensure(item.frame.nbytes)
-            request = self.build_request(item, 0)
+            request = self.build_request(item, 0, sequence)
             self.delivery.sent(item)
             try:
                 result = await infer_once(stub, request)
             except grpc.RpcError as error:
                 self.delivery.lost(item, "failed", rpc_message(error))
+                refused = refused_stream(rpc_message(error))
+                if refused is not None:
+                    raise refused from error
                 if is_connection_error(error):
                     raise
                 continue

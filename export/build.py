@@ -120,11 +120,13 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
         raise ExportError(str(error)) from error
     frames = example_frames()
     tensors = pipeline.run(frames)
+    tensors.update(pipeline.stabilizer_example(tensors))
     files = source_files(pipeline_options)
     for spec in specs.values():
         export_model(pipeline, spec, tensors, output, pipeline_options, files, force, report,
                      progress)
-        warmup = {name: tensors[name][:1] for name in spec.input_names()}
+        warmup = None if spec.states else {name: tensors[name][:1]
+                                            for name in spec.input_names()}
         facts = detector_facts(pipeline_options) if spec.name == FORENSICS else None
         write_model_folder(output, model_config(spec, serving, warmup, facts), serving.target,
                            warmup)

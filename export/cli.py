@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from swaptron.arguments import positive_float, positive_int
 from swaptron.assets import AssetError, project_dir
 from swaptron.specs import DIRECTIONS, TARGETS
 
@@ -50,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-delay-us", type=int, default=100,
                         help="dynamic batcher's longest wait for a fuller batch")
     parser.add_argument("--no-dynamic-batching", action="store_true")
+    parser.add_argument("--max-streams", type=positive_int, default=32,
+                        help="live video streams the stabilizer keeps per instance; a stream "
+                             "past the limit gets an error naming it")
+    parser.add_argument("--stream-idle", type=positive_float, default=10.0,
+                        help="seconds after which a silent stream is ended and its state freed")
     parser.add_argument("--face-detector", choices=("short", "back", "full"), default="back",
                         help="BlazeFace model: back-camera 256 px (default), short-range 128 px "
                              "(cheapest, selfie distance only), full-range 192 px "
@@ -85,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                              dynamic_batching=not args.no_dynamic_batching,
                              queue_delay_us=args.queue_delay_us, instances=args.instances,
                              intra_op_threads=args.threads,
-                             intra_op_spinning=args.spin)
+                             intra_op_spinning=args.spin, max_streams=args.max_streams,
+                             stream_idle_s=args.stream_idle)
     profiles = ProfileOptions(max_batch=args.max_batch_size, opt_frame=args.opt_frame,
                               fp16=args.fp16)
     output = args.output or default_output(args.target)

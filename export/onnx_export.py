@@ -23,7 +23,7 @@ FINGERPRINT_KEY = "swaptron_fingerprint"
 def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
     """Axis 0 of every tensor is the batch; -1 dims (frame height/width) are dynamic too."""
     axes: dict[str, dict[int, str]] = {}
-    for tensor in (*spec.inputs, *spec.outputs):
+    for tensor in (*spec.graph_inputs, *spec.graph_outputs):
         names = {0: "batch"}
         for position, size in enumerate(tensor.dims, start=1):
             if size == -1:
@@ -65,13 +65,13 @@ def to_onnx(module: torch.nn.Module, spec: ModelSpec, example: dict[str, np.ndar
             fingerprint: str) -> onnx.ModelProto:
     """Trace the module on example inputs into an ONNX model with the spec's tensor names."""
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[name]))
-                 for name in spec.input_names())
+                 for name in spec.graph_input_names())
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter warns that it is legacy
         torch.onnx.export(graph_module(module, spec), args, buffer, dynamo=False,
-                          opset_version=OPSET, input_names=spec.input_names(),
-                          output_names=spec.output_names(),
+                          opset_version=OPSET, input_names=spec.graph_input_names(),
+                          output_names=spec.graph_output_names(),
                           dynamic_axes=dynamic_axes(spec), do_constant_folding=True)
     model = onnx.load_from_string(buffer.getvalue())
     model.doc_string = spec.description
@@ -110,12 +110,13 @@ def max_difference(path: Path, module: torch.nn.Module, spec: ModelSpec,
                    inputs: dict[str, np.ndarray]) -> dict[str, float]:
     """Largest absolute difference per output between ONNX Runtime and PyTorch."""
     runtime = session(path)
-    feeds = {name: inputs[name] for name in spec.input_names()}
-    onnx_outputs = runtime.run(spec.output_names(), feeds)
+    feeds = {name: inputs[name] for name in spec.graph_input_names()}
+    onnx_outputs = runtime.run(spec.graph_output_names(), feeds)
     with torch.no_grad():
         torch_outputs = graph_module(module, spec)(
-            *(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in spec.input_names()))
+            *(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in spec.graph_input_names()))
     if isinstance(torch_outputs, torch.Tensor):
         torch_outputs = (torch_outputs,)
     return {name: float(np.abs(a.astype(np.float64) - b.numpy().astype(np.float64)).max())
-            for name, a, b in zip(spec.output_names(), onnx_outputs, torch_outputs, strict=True)}
+            for name, a, b in zip(spec.graph_output_names(), onnx_outputs, torch_outputs,
+                                  strict=True)}

@@ -49,6 +49,14 @@ class ServingOptions:
     instances: int = 1
     intra_op_threads: int = 2
     intra_op_spinning: bool = False
+    max_streams: int = 32  # live sequences a stateful model keeps per instance
+    stream_idle_s: float = 10.0  # a sequence silent this long is ended and its state freed
+
+
+# python-ort: the sequence batcher gives the stabilizer twice as many slots as it keeps
+# streams, so a stream past the limit reaches the model and gets its error instead of waiting
+# silently in Triton's backlog (research/sequence: the backlog has no bound and no error)
+CANDIDATES_PER_STREAM = 2
 
 
 def data_type(spec: TensorSpec) -> int:
@@ -76,7 +84,9 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         set_parameter(config, key, value)
     config.input.extend(tensor_config(t, mc.ModelInput) for t in spec.inputs)
     config.output.extend(tensor_config(t, mc.ModelOutput) for t in spec.outputs)
-    if options.dynamic_batching:
+    if spec.states:
+        config.sequence_batching.CopyFrom(sequence_batching(spec, options))
+    elif options.dynamic_batching:
         config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
         config.dynamic_batching.preferred_batch_size.extend(
             size for size in options.preferred_batch_sizes if size <= options.max_batch_size)
@@ -87,6 +97,10 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         set_parameter(config, "onnx_file", "model.onnx")
         set_parameter(config, "intra_op_threads", str(options.intra_op_threads))
         set_parameter(config, "intra_op_spinning", "1" if options.intra_op_spinning else "0")
+        if spec.states:
+            set_parameter(config, "max_streams", str(options.max_streams))
+            set_parameter(config, "states", ",".join(
+                f"{item.before.name}:{item.after.name}" for item in spec.states))
         if spec.inputs[0].name == FRAME:
             set_parameter(config, "frame_input", FRAME)
             set_parameter(config, "frame_min_side", str(FRAME_MIN_SIDE))
@@ -103,9 +117,38 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         group.kind = mc.ModelInstanceGroup.KIND_GPU
     else:
         raise ValueError(f"target must be one of {TARGETS}, got {options.target!r}")
-    if warmup is not None:
+    if warmup is not None and not spec.states:  # a warmup request has no sequence id
         config.model_warmup.append(warmup_config(spec, warmup))
     return config
+
+
+def sequence_batching(spec: ModelSpec, options: ServingOptions) -> mc.ModelSequenceBatching:
+    """The sequence batcher of a stateful network: Oldest (requests of different streams
+    batch together, one per stream at a time), RESET set on each stream's first frame, and
+    the idle timeout. The onnxruntime and tensorrt backends keep the states themselves
+    (implicit state, zeros at the start); the python-ort model keeps them per sequence."""
+    batching = mc.ModelSequenceBatching(
+        max_sequence_idle_microseconds=int(options.stream_idle_s * 1e6))
+    python = options.target == "python-ort"
+    batching.oldest.max_candidate_sequences = options.max_streams * (
+        CANDIDATES_PER_STREAM if python else 1)
+    batching.oldest.preferred_batch_size.extend(
+        size for size in options.preferred_batch_sizes if size <= options.max_batch_size)
+    batching.oldest.max_queue_delay_microseconds = options.queue_delay_us
+    reset = spec.reset
+    if reset is not None:
+        control = batching.control_input.add(name=reset.name)
+        control.control.add(kind=mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_START,
+                            fp32_false_true=[0.0, 1.0])
+    if not python:
+        for item in spec.states:
+            entry = batching.state.add(input_name=item.before.name,
+                                       output_name=item.after.name,
+                                       data_type=data_type(item.before),
+                                       dims=list(item.before.dims))
+            entry.initial_state.add(data_type=data_type(item.before),
+                                    dims=list(item.before.dims), zero_data=True, name="zeros")
+    return batching
 
 
 def warmup_config(spec: ModelSpec, warmup: dict[str, np.ndarray]) -> mc.ModelWarmup:

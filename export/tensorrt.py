@@ -44,7 +44,7 @@ def profile_shapes(spec: ModelSpec, options: ProfileOptions
                    ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """min/opt/max shape of every input, batch first; -1 dims take the frame's height/width."""
     shapes = {}
-    for tensor in spec.inputs:
+    for tensor in spec.graph_inputs:
         per_level = []
         for batch, (height, width) in ((options.min_batch, options.min_frame),
                                        (options.opt_batch, options.opt_frame),

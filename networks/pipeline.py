@@ -21,6 +21,7 @@ from swaptron.networks.face_template import load_template
 from swaptron.networks.fake_score import FakeScorer, build_scorer
 from swaptron.networks.geometry import GraphOptions
 from swaptron.networks.landmarker import FaceLandmarker
+from swaptron.networks.stabilizer import Stabilizer, initial_state
 from swaptron.networks.swapper import BlendOptions, FaceSwapper
 from swaptron.specs import (
     DETECTOR,
@@ -32,9 +33,13 @@ from swaptron.specs import (
     KEYPOINTS,
     LANDMARKER,
     LANDMARKS,
+    NUM_LANDMARKS,
     PRESENCE,
+    RESET,
+    STABILIZER,
     SWAPPED,
     SWAPPER,
+    model_specs,
 )
 
 RANDOM_SEED = 0
@@ -97,14 +102,32 @@ class Pipeline(FaceFinder):
     is given), in eval mode: the PyTorch reference of the ensembles, and what is exported."""
 
     swapper: FaceSwapper
+    stabilizer: Stabilizer
     scorer: FakeScorer | None = None
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Modules by model name."""
-        found = {DETECTOR: self.detector, LANDMARKER: self.landmarker, SWAPPER: self.swapper}
+        found = {DETECTOR: self.detector, LANDMARKER: self.landmarker, SWAPPER: self.swapper,
+                 STABILIZER: self.stabilizer}
         if self.scorer is not None:
             found[FORENSICS] = self.scorer
         return found
+
+    @torch.no_grad()
+    def stabilizer_example(self, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The stabilizer's graph inputs for a stream's second frame: the frames' faces, the
+        state their own first frame left, and RESET 0 (so the filter path runs)."""
+        spec = model_specs(self.stabilizer.slots)[STABILIZER]
+        faces, landmarks, presence = (torch.from_numpy(tensors[name])
+                                      for name in (FACES, LANDMARKS, PRESENCE))
+        batch = faces.shape[0]
+        first = self.stabilizer(faces, landmarks, presence,
+                                *initial_state(batch, self.stabilizer.slots, NUM_LANDMARKS),
+                                torch.ones(batch, 1))
+        after_first = first[len(spec.network_outputs):]
+        example = {item.before.name: value.numpy()
+                   for item, value in zip(spec.states, after_first, strict=True)}
+        return {**example, RESET: np.zeros((batch, 1), np.float32)}
 
     @torch.no_grad()
     def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
@@ -156,4 +179,5 @@ def build_pipeline(options: PipelineOptions) -> Pipeline:
                           BlendOptions(), options.graph)
     detector_file = options.detector_file()
     scorer = None if detector_file is None else build_scorer(detector_file, options.graph)
-    return Pipeline(finder.detector, finder.landmarker, swapper.eval(), scorer)
+    return Pipeline(finder.detector, finder.landmarker, swapper.eval(),
+                    Stabilizer(options.max_faces).eval(), scorer)

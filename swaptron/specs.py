@@ -20,6 +20,11 @@ KEYPOINTS = "KEYPOINTS"
 LANDMARKS = "LANDMARKS"
 PRESENCE = "PRESENCE"
 FAKE_SCORE = "FAKE_SCORE"
+RESET = "RESET"  # 1 on a stream's first frame (Triton's CONTROL_SEQUENCE_START)
+STATE_PREFIX = "STATE_"  # a stream's state before a frame (graph input)
+NEXT_PREFIX = "NEXT_"  # ... and after it (graph output)
+STEADY_PREFIX = "STEADY_"  # the stabilizer's FACES, LANDMARKS, PRESENCE (an ONNX graph cannot
+# name an output like an input; in an ensemble they stand for the tensors they steady)
 # model names
 DETECTOR = "detector"
 LANDMARKER = "landmarker"
@@ -28,6 +33,9 @@ FORENSICS = "forensics"
 ENSEMBLE = "faceswap"
 SCAN = "scan"
 CHECKED = "faceswap_checked"
+STABILIZER = "stabilizer"
+STREAM = "faceswap_stream"
+STREAM_CHECKED = "faceswap_stream_checked"
 NETWORKS = (DETECTOR, LANDMARKER, SWAPPER)  # the swap chain
 
 NUM_KEYPOINTS = 6  # BlazeFace: right eye, left eye, nose tip, mouth, right ear, left ear
@@ -38,6 +46,9 @@ FRAME_MAX_PIXELS = 1920 * 1080
 TARGETS = ("python-ort", "onnxruntime", "tensorrt")
 DIRECTIONS = {"a2b": "b", "b2a": "a"}  # swap direction -> decoder (identity) faces become
 PUBLISHED_SUFFIX = "_PUBLISHED"
+# the words a stateful model's error starts with when it keeps no more streams; the client
+# recognises them and stops instead of failing every frame
+STREAM_LIMIT_ERROR = "no room for another stream"
 # The ensemble does not batch; its networks do, across requests. With max_batch_size 0 Triton
 # checks a request's whole shape against [-1,-1,-1,3], so a frame sent without its batch axis
 # gets "unexpected shape ... Expected [-1,-1,-1,3], got [528,720,3]" instead of being read as a
@@ -65,6 +76,21 @@ def published(tensor: TensorSpec) -> TensorSpec:
 
 
 @dataclass(frozen=True)
+class StateSpec:
+    """One tensor of per-stream state: read before a frame, written after it (Triton's
+    implicit state pairs the two names; the python-ort model stores it per sequence)."""
+
+    before: TensorSpec
+    after: TensorSpec
+
+
+def state(name: str, dims: tuple[int, ...]) -> StateSpec:
+    """The float32 state `name`: graph input STATE_<name>, graph output NEXT_<name>."""
+    return StateSpec(TensorSpec(STATE_PREFIX + name, "FP32", dims),
+                     TensorSpec(NEXT_PREFIX + name, "FP32", dims))
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A network in the repository: its name and batched inputs and outputs.
 
@@ -74,6 +100,11 @@ class ModelSpec:
     a requested output when every step consuming it is pruned (asking `faceswap` for FACES alone
     failed with "unexpected deadlock"); a published copy feeds nothing, so it is never dropped.
     The copies are listed in `outputs` after the network's own outputs.
+
+    A stateful network (`states`) is served by Triton's sequence batcher: its graph also reads
+    each state and RESET and writes the next states, none of which is a request tensor.
+    `stands_for` maps an output to the ensemble tensor it is a new version of (the stabilizer's
+    STEADY_LANDMARKS is LANDMARKS for the steps after it and for the client).
     """
 
     name: str
@@ -81,6 +112,29 @@ class ModelSpec:
     network_outputs: tuple[TensorSpec, ...]
     description: str
     publishes: tuple[str, ...] = ()
+    states: tuple[StateSpec, ...] = ()
+    stands_for: tuple[tuple[str, str], ...] = ()
+
+    def ensemble_name(self, output: str) -> str:
+        """The ensemble tensor an output is (its own name unless it stands for another)."""
+        return dict(self.stands_for).get(output, output)
+
+    @property
+    def reset(self) -> TensorSpec | None:
+        """The control input of a stateful network: [1] per stream, 1.0 on its first frame."""
+        return TensorSpec(RESET, "FP32", (1,)) if self.states else None
+
+    @property
+    def graph_inputs(self) -> tuple[TensorSpec, ...]:
+        """The graph's inputs: the request's, then the states before the frame, then RESET."""
+        control = (self.reset,) if self.reset is not None else ()
+        return (*self.inputs, *(s.before for s in self.states), *control)
+
+    @property
+    def graph_outputs(self) -> tuple[TensorSpec, ...]:
+        """The graph's outputs: the network's, the next states, then the published copies."""
+        return (*self.network_outputs, *(s.after for s in self.states),
+                *self.outputs[len(self.network_outputs):])
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
@@ -95,6 +149,14 @@ class ModelSpec:
     def output_names(self) -> list[str]:
         """Output names in graph order."""
         return [t.name for t in self.outputs]
+
+    def graph_input_names(self) -> list[str]:
+        """Graph input names in order."""
+        return [t.name for t in self.graph_inputs]
+
+    def graph_output_names(self) -> list[str]:
+        """Graph output names in order."""
+        return [t.name for t in self.graph_outputs]
 
     def copy_sources(self) -> list[int]:
         """For each published copy, the position of the network output it copies."""
@@ -135,12 +197,18 @@ class EnsembleSpec:
 
     def wiring(self) -> list[EnsembleStep]:
         """The ensemble's steps, wired by name: each model input takes the latest tensor of
-        its source's name (an ensemble input or an earlier step's output); an output is an
-        ensemble output directly when nothing later consumes it, else an internal tensor (the
-        lower-case name), with its published copy as the ensemble output. ValueError when an
-        ensemble output feeds a later step and its model does not publish a copy."""
+        its source's name (an ensemble input or an earlier step's output). An ensemble output
+        comes from the last step that produces its name: directly when nothing later consumes
+        it, else through that step's published copy; every other output is an internal tensor
+        (the lower-case name, with the model's name appended when an earlier step already took
+        it). ValueError when an ensemble output feeds a later step and its model does not
+        publish a copy."""
         public = {t.name for t in self.outputs}
+        last_producer = {step.model.ensemble_name(t.name): position
+                         for position, step in enumerate(self.steps)
+                         for t in step.model.network_outputs}
         latest = {t.name: t.name for t in self.inputs}
+        taken = set(latest)
         steps = []
         for position, step in enumerate(self.steps):
             spec = step.model
@@ -149,15 +217,20 @@ class EnsembleSpec:
                               for t in later.model.inputs}
             output_map = {}
             for tensor in spec.network_outputs:
-                direct = tensor.name in public and tensor.name not in consumed_later
-                output_map[tensor.name] = tensor.name if direct else tensor.name.lower()
-                latest[tensor.name] = output_map[tensor.name]
-                if not direct and tensor.name in public and tensor.name not in spec.publishes:
-                    raise ValueError(f"{self.name}: {spec.name} must publish {tensor.name}, "
-                                     "an output that a later step also reads")
-            for name in spec.publishes:
-                if name in public and output_map[name] != name:
-                    output_map[name + PUBLISHED_SUFFIX] = name
+                name = spec.ensemble_name(tensor.name)
+                publish = name in public and last_producer[name] == position
+                direct = publish and name not in consumed_later
+                internal = name.lower()
+                if internal in taken:
+                    internal = f"{internal}_{spec.name}"
+                output_map[tensor.name] = name if direct else internal
+                latest[name] = output_map[tensor.name]
+                taken.add(latest[name])
+                if publish and not direct:
+                    if tensor.name not in spec.publishes:
+                        raise ValueError(f"{self.name}: {spec.name} must publish {name}, an "
+                                         "output that a later step also reads")
+                    output_map[tensor.name + PUBLISHED_SUFFIX] = name
             steps.append(EnsembleStep(spec.name, input_map, output_map))
         return steps
 
@@ -165,6 +238,11 @@ class EnsembleSpec:
 def frame(name: str = FRAME) -> TensorSpec:
     """A BGR frame of any size."""
     return TensorSpec(name, "UINT8", (-1, -1, 3))
+
+
+def steady(tensor: TensorSpec) -> TensorSpec:
+    """The stabilizer's version of a tensor."""
+    return TensorSpec(STEADY_PREFIX + tensor.name, tensor.triton_type, tensor.dims)
 
 
 def with_batch_axis(tensor: TensorSpec) -> TensorSpec:
@@ -179,6 +257,7 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
     landmarks = TensorSpec(LANDMARKS, "FP32", (max_faces, NUM_LANDMARKS, 2))
     presence = TensorSpec(PRESENCE, "FP32", (max_faces,))
     fake_score = TensorSpec(FAKE_SCORE, "FP32", (max_faces,))
+    steadied = (faces, landmarks, presence)
     specs = [
         ModelSpec(DETECTOR, (frame(),), (faces, keypoints),
                   "BlazeFace short-range: letterbox, network, anchors, fast NMS, top-K faces",
@@ -192,6 +271,14 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
         ModelSpec(FORENSICS, (frame(), landmarks, presence), (fake_score,),
                   "forensic crop per face slot, forgery detector: probability of a swap "
                   "(-1 for an empty slot)"),
+        ModelSpec(STABILIZER, (faces, landmarks, presence), tuple(map(steady, steadied)),
+                  "per stream: faces kept in their slots across frames, One Euro filter on "
+                  "the landmarks, a missed face held a few frames",
+                  publishes=(steady(landmarks).name,),
+                  stands_for=tuple((steady(t).name, t.name) for t in steadied),
+                  states=(state("BOXES", (max_faces, 5)),
+                          state("LANDMARKS", (max_faces, NUM_LANDMARKS, 2)),
+                          state("SPEED", (max_faces,)), state("MISSED", (max_faces,)))),
     ]
     return {spec.name: spec for spec in specs}
 
@@ -203,12 +290,25 @@ def ensemble(name: str, steps: tuple[Step, ...], outputs: tuple[TensorSpec, ...]
                         tuple(with_batch_axis(t) for t in outputs))
 
 
-def faceswap_ensemble(max_faces: int) -> EnsembleSpec:
-    """`faceswap`: detector -> landmarker -> swapper; FRAME in, SWAPPED, FACES, LANDMARKS out."""
+def swap_outputs(specs: dict[str, ModelSpec], *extra: TensorSpec) -> tuple[TensorSpec, ...]:
+    """What a swapping ensemble returns: SWAPPED, FACES and LANDMARKS, then `extra`."""
+    return (frame(SWAPPED), specs[DETECTOR].network_outputs[0],
+            specs[LANDMARKER].network_outputs[0], *extra)
+
+
+def swap_steps(specs: dict[str, ModelSpec], stateful: bool) -> tuple[Step, ...]:
+    """detector -> landmarker -> (stabilizer) -> swapper."""
+    names = (DETECTOR, LANDMARKER, STABILIZER, SWAPPER) if stateful else NETWORKS
+    return tuple(Step(specs[name]) for name in names)
+
+
+def faceswap_ensemble(max_faces: int, stateful: bool = False) -> EnsembleSpec:
+    """`faceswap`: detector -> landmarker -> swapper; FRAME in, SWAPPED, FACES, LANDMARKS out.
+    `faceswap_stream` (stateful): the stabilizer between landmarker and swapper, so FACES and
+    LANDMARKS are the stabilizer's; requests need a sequence id (one per video stream)."""
     specs = model_specs(max_faces)
-    outputs = (frame(SWAPPED), specs[DETECTOR].network_outputs[0],
-               specs[LANDMARKER].network_outputs[0])
-    return ensemble(ENSEMBLE, tuple(Step(specs[name]) for name in NETWORKS), outputs)
+    return ensemble(STREAM if stateful else ENSEMBLE, swap_steps(specs, stateful),
+                    swap_outputs(specs))
 
 
 def scan_ensemble(max_faces: int) -> EnsembleSpec:
@@ -220,21 +320,25 @@ def scan_ensemble(max_faces: int) -> EnsembleSpec:
                     outputs)
 
 
-def checked_ensemble(max_faces: int) -> EnsembleSpec:
-    """`faceswap_checked`: `faceswap`, then `forensics` on the swapped frame (with the
-    landmarks of the original, which the swap keeps): the outputs of `faceswap` plus
-    FAKE_SCORE of the result."""
+def checked_ensemble(max_faces: int, stateful: bool = False) -> EnsembleSpec:
+    """`faceswap_checked` (`faceswap_stream_checked`): `faceswap` (`faceswap_stream`), then
+    `forensics` on the swapped frame (with the landmarks of the original, which the swap
+    keeps): the outputs of the swap plus FAKE_SCORE of the result."""
     specs = model_specs(max_faces)
-    outputs = (frame(SWAPPED), specs[DETECTOR].network_outputs[0],
-               specs[LANDMARKER].network_outputs[0], specs[FORENSICS].network_outputs[0])
-    steps = (*(Step(specs[name]) for name in NETWORKS),
-             Step(specs[FORENSICS], ((FRAME, SWAPPED),)))
-    return ensemble(CHECKED, steps, outputs)
+    steps = (*swap_steps(specs, stateful), Step(specs[FORENSICS], ((FRAME, SWAPPED),)))
+    return ensemble(STREAM_CHECKED if stateful else CHECKED, steps,
+                    swap_outputs(specs, specs[FORENSICS].network_outputs[0]))
 
 
 def ensembles(max_faces: int, forensics: bool) -> list[EnsembleSpec]:
     """The ensembles of a repository (the scan and checked ones when a detector is exported)."""
-    found = [faceswap_ensemble(max_faces)]
+    found = [faceswap_ensemble(max_faces), faceswap_ensemble(max_faces, stateful=True)]
     if forensics:
-        found += [scan_ensemble(max_faces), checked_ensemble(max_faces)]
+        found += [scan_ensemble(max_faces), checked_ensemble(max_faces),
+                  checked_ensemble(max_faces, stateful=True)]
     return found
+
+
+def stateful_ensemble(name: str) -> bool:
+    """True for the ensembles whose requests need a sequence id."""
+    return name in (STREAM, STREAM_CHECKED)

@@ -7,10 +7,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 from swaptron.specs import ENSEMBLE
 
 
-def check_ensemble(configs: dict[str, mc.ModelConfig]) -> None:
-    """Each step maps exactly its model's inputs and only its outputs, in a valid order."""
-    ensemble = configs[ENSEMBLE]
+def check_ensemble(configs: dict[str, mc.ModelConfig], name: str = ENSEMBLE) -> None:
+    """Each step maps exactly its model's inputs and only its outputs, in a valid order, and
+    every ensemble tensor has one producer."""
+    ensemble = configs[name]
     available = {tensor.name for tensor in ensemble.input}
+    produced_names = [value for step in ensemble.ensemble_scheduling.step
+                      for value in step.output_map.values()]
+    assert len(produced_names) == len(set(produced_names)), produced_names
     for step in ensemble.ensemble_scheduling.step:
         model = configs[step.model_name]
         assert set(step.input_map) == {t.name for t in model.input}, step.model_name

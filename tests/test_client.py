@@ -19,6 +19,7 @@ import tritonclient.grpc as grpcclient
 from swaptron import assets
 from swaptron.server import access
 from swaptron.server.launcher import TritonServer, free_ports
+from swaptron.specs import STREAM
 
 pytestmark = pytest.mark.server
 
@@ -34,12 +35,17 @@ def read_video(path: Path) -> list[np.ndarray]:
     return assets.read_frames(path)
 
 
-def expected_swap(server: TritonServer, frame: np.ndarray) -> np.ndarray:
-    """The ensemble's answer for one frame, asked directly."""
+def expected_swaps(server: TritonServer, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """`faceswap_stream`'s answers for frames sent as one sequence, asked directly."""
+    found = []
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        tensor = grpcclient.InferInput("FRAME", [1, *frame.shape], "UINT8")
-        tensor.set_data_from_numpy(frame[None])
-        return client.infer("faceswap", [tensor]).as_numpy("SWAPPED")[0]
+        for index, frame in enumerate(frames):
+            tensor = grpcclient.InferInput("FRAME", [1, *frame.shape], "UINT8")
+            tensor.set_data_from_numpy(frame[None])
+            found.append(client.infer(STREAM, [tensor], sequence_id=99, sequence_start=index == 0,
+                                      sequence_end=index == len(frames) - 1
+                                      ).as_numpy("SWAPPED")[0])
+    return found
 
 
 def check_counts(report: dict) -> None:
@@ -67,13 +73,14 @@ def test_sixty_frames_come_back_in_order(faceswap_server: TritonServer,
         "latency_ms"]["max"]
     for frame in report["frames"]:
         assert frame["capture"] <= frame["send"] < frame["receive"]
-    assert "faceswap" in report["server"]["models"]
+    # the default is the stateful ensemble: one sequence, ended by one more request
+    assert report["server"]["models"][STREAM]["requests"] == 61
     written = sorted((tmp_path / "frames").glob("*.png"))
     assert [p.stem for p in written] == [f"{i:06d}" for i in range(60)]
+    wanted = expected_swaps(faceswap_server, megamind_frames[:60])
     for index in (0, 17, 42, 59):
         got = cv2.imread(str(written[index]))
-        want = expected_swap(faceswap_server, megamind_frames[index])
-        assert np.abs(got.astype(int) - want).max() <= 1, index
+        assert np.abs(got.astype(int) - wanted[index]).max() <= 1, index
     assert "fps" in result.stdout and "p95" in result.stdout
 
 
@@ -255,7 +262,7 @@ def wait_for_frames(server: TritonServer, count: int, timeout: float = 120) -> N
     deadline = time.monotonic() + timeout
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
         while time.monotonic() < deadline:
-            stats = client.get_inference_statistics("faceswap", as_json=True)
+            stats = client.get_inference_statistics(STREAM, as_json=True)
             done = int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
             if done >= count:
                 return

@@ -18,7 +18,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from swaptron.export.repository import WARMUP_FOLDER, parse_config
 from swaptron.export.tensorrt import ENGINE_SCRIPT, MANIFEST
-from swaptron.specs import FRAME_MAX_SIDE, FRAME_MIN_SIDE
+from swaptron.specs import (
+    ENSEMBLE,
+    FRAME_MAX_SIDE,
+    FRAME_MIN_SIDE,
+    NETWORKS,
+    STABILIZER,
+    STREAM,
+)
 
 from helpers import export_target
 
@@ -53,6 +60,14 @@ def onnx_inputs(path: Path) -> dict[str, tuple[int, list[int | str]]]:
                 for d in kind.shape.dim]
         found[tensor.name] = (kind.elem_type, dims)
     return found
+
+
+def graph_inputs(config: mc.ModelConfig) -> list[str]:
+    """The graph inputs a config serves: its request inputs, then (a stateful network) the
+    implicit states and the control input Triton feeds."""
+    return [*(t.name for t in config.input),
+            *(s.input_name for s in config.sequence_batching.state),
+            *(c.name for c in config.sequence_batching.control_input)]
 
 
 def trtexec_commands(script: str) -> dict[str, dict[str, str]]:
@@ -91,7 +106,7 @@ def test_trtexec_profiles_match_every_onnx_input(tensorrt_repository: Path) -> N
     commands = trtexec_commands((tensorrt_repository / ENGINE_SCRIPT).read_text())
     networks = {name: c for name, c in configs(tensorrt_repository).items()
                 if c.platform == "tensorrt_plan"}
-    assert set(commands) == set(networks) == {"detector", "landmarker", "swapper"}
+    assert set(commands) == set(networks) >= {*NETWORKS, STABILIZER}
     for name, config in networks.items():
         flags = commands[name]
         assert flags["--onnx"] == f"{name}/1/model.onnx"
@@ -100,7 +115,7 @@ def test_trtexec_profiles_match_every_onnx_input(tensorrt_repository: Path) -> N
         inputs = onnx_inputs(tensorrt_repository / flags["--onnx"])
         levels = [profile(flags[f"--{level}Shapes"]) for level in ("min", "opt", "max")]
         for shapes in levels:
-            assert list(shapes) == list(inputs) == [t.name for t in config.input]
+            assert list(shapes) == list(inputs) == graph_inputs(config)
         for tensor in config.input:
             elem_type, dims = inputs[tensor.name]
             assert elem_type == ONNX_TYPES[mc.DataType.Name(tensor.data_type)]
@@ -162,10 +177,13 @@ def test_engines_are_built_once_per_gpu_tensorrt_and_onnx(tensorrt_repository: P
     for name, text in (("trtexec", FAKE_TRTEXEC), ("nvidia-smi", FAKE_NVIDIA_SMI)):
         (tools / name).write_text(text)
         (tools / name).chmod(0o755)
-    plans = [repository / m / "1" / "model.plan" for m in ("detector", "landmarker", "swapper")]
+    networks = [name for name, c in configs(repository).items()
+                if c.platform == "tensorrt_plan"]
+    plans = [repository / m / "1" / "model.plan" for m in networks]
+    engines = len(networks)
 
     first = run_build_script(repository, tools, "NVIDIA H100 80GB HBM3")
-    assert (first.returncode, first.builds) == (0, 3), first.output
+    assert (first.returncode, first.builds) == (0, engines), first.output
     assert all(p.read_text() == "engine for NVIDIA H100 80GB HBM3" for p in plans)
     assert not list(repository.glob("*/1/*.part"))
     manifest = json.loads((repository / MANIFEST).read_text())
@@ -177,13 +195,13 @@ def test_engines_are_built_once_per_gpu_tensorrt_and_onnx(tensorrt_repository: P
     assert "already built" in again.output
 
     other_gpu = run_build_script(repository, tools, "NVIDIA L4")
-    assert (other_gpu.returncode, other_gpu.builds) == (0, 3), other_gpu.output
+    assert (other_gpu.returncode, other_gpu.builds) == (0, engines), other_gpu.output
     assert json.loads((repository / MANIFEST).read_text())["gpu"] == "NVIDIA L4"
 
     with (repository / "swapper" / "1" / "model.onnx").open("ab") as onnx_file:
         onnx_file.write(b"\0")
     reexported = run_build_script(repository, tools, "NVIDIA L4")
-    assert (reexported.returncode, reexported.builds) == (0, 3), reexported.output
+    assert (reexported.returncode, reexported.builds) == (0, engines), reexported.output
 
     no_gpu = run_build_script(repository, tools, "")
     assert no_gpu.returncode != 0 and no_gpu.builds == 0
@@ -193,7 +211,7 @@ def test_engines_are_built_once_per_gpu_tensorrt_and_onnx(tensorrt_repository: P
 def test_onnxruntime_repository_is_complete_for_nvidia_container(
         onnxruntime_repository: Path) -> None:
     found = configs(onnxruntime_repository)
-    assert set(found) == {"detector", "landmarker", "swapper", "faceswap"}
+    assert set(found) >= {*NETWORKS, STABILIZER, ENSEMBLE, STREAM}
     for name, config in found.items():
         assert config.name == name
         folder = onnxruntime_repository / name
@@ -205,9 +223,14 @@ def test_onnxruntime_repository_is_complete_for_nvidia_container(
         graph = folder / "1" / config.default_model_filename
         assert graph.is_file()
         inputs = onnx_inputs(graph)
-        assert list(inputs) == [t.name for t in config.input]
+        assert list(inputs) == graph_inputs(config)
         for tensor in config.input:
             assert inputs[tensor.name][0] == ONNX_TYPES[mc.DataType.Name(tensor.data_type)]
+        for state in config.sequence_batching.state:
+            assert inputs[state.input_name][1][1:] == list(state.dims)
+        if config.HasField("sequence_batching"):  # a warmup request has no sequence id
+            assert not config.model_warmup
+            continue
         assert config.model_warmup
         for sample in config.model_warmup:
             for value in sample.inputs.values():
@@ -216,9 +239,11 @@ def test_onnxruntime_repository_is_complete_for_nvidia_container(
                 assert data.stat().st_size == size
 
 
-def test_onnxruntime_ensemble_steps_name_models_that_exist(onnxruntime_repository: Path) -> None:
+@pytest.mark.parametrize("name", [ENSEMBLE, STREAM])
+def test_onnxruntime_ensemble_steps_name_models_that_exist(onnxruntime_repository: Path,
+                                                           name: str) -> None:
     found = configs(onnxruntime_repository)
-    ensemble = found["faceswap"]
+    ensemble = found[name]
     assert ensemble.platform == "ensemble"
     produced = {t.name for t in ensemble.input}
     for step in ensemble.ensemble_scheduling.step:

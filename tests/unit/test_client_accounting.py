@@ -9,12 +9,13 @@ import time
 from collections.abc import AsyncIterator
 
 import numpy as np
+import pytest
 from tritonclient.grpc import service_pb2
 
 from swaptron.client.metrics import StreamMetrics
 from swaptron.client.sources import Captured
-from swaptron.client.stream import Delivery, Streamer, StreamOptions
-from swaptron.specs import SWAPPED
+from swaptron.client.stream import Delivery, Streamer, StreamError, StreamOptions
+from swaptron.specs import ENSEMBLE, STREAM, STREAM_LIMIT_ERROR, SWAPPED
 
 FRAME_SHAPE = (4, 6, 3)
 
@@ -59,10 +60,30 @@ class ReorderingStream:
             yield answer(held, "refused" if held.id in self.failing else None)
 
 
-async def run_stream(stub: ReorderingStream, frames: int, window: int) -> StreamMetrics:
+class RecordingStream:
+    """Answers every request at once and keeps them; refuses all with `error` when given."""
+
+    def __init__(self, error: str | None = None) -> None:
+        self.requests: list[service_pb2.ModelInferRequest] = []
+        self.error = error
+
+    def ModelStreamInfer(self, requests: AsyncIterator[service_pb2.ModelInferRequest]  # noqa: N802
+                         ) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
+        """The bidirectional stream."""
+        return self.respond(requests)
+
+    async def respond(self, requests: AsyncIterator[service_pb2.ModelInferRequest]
+                      ) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
+        async for request in requests:
+            self.requests.append(request)
+            yield answer(request, self.error)
+
+
+async def run_stream(stub: ReorderingStream | RecordingStream, frames: int, window: int,
+                     model: str = ENSEMBLE) -> StreamMetrics:
     """Stream `frames` frames through the streamer's pipelined session on the stand-in."""
     metrics = StreamMetrics(origin=time.monotonic())
-    options = StreamOptions(max_inflight=window, outputs=(SWAPPED,))
+    options = StreamOptions(model=model, max_inflight=window, outputs=(SWAPPED,))
     streamer = Streamer(source=None, options=options,  # type: ignore[arg-type]
                         delivery=Delivery(metrics, None, None, None))
 
@@ -91,3 +112,28 @@ def test_every_frame_ends_once_when_all_fail() -> None:
     metrics = asyncio.run(run_stream(ReorderingStream({str(i) for i in range(5)}, window=2),
                                      frames=5, window=2))
     assert [t.status for t in metrics.frames.values()] == ["failed"] * 5
+
+
+def test_a_stateful_stream_is_one_sequence_that_ends_after_its_last_frame() -> None:
+    stub = RecordingStream()
+    metrics = asyncio.run(run_stream(stub, frames=4, window=2, model=STREAM))
+    assert [t.status for t in metrics.frames.values()] == ["received"] * 4
+    flags = [(r.parameters["sequence_id"].int64_param, r.parameters["sequence_start"].bool_param,
+              r.parameters["sequence_end"].bool_param) for r in stub.requests]
+    assert len(flags) == 5 and len({sequence_id for sequence_id, _, _ in flags}) == 1
+    assert flags[0][0] > 0
+    assert [start for _, start, _ in flags] == [True, False, False, False, False]
+    assert [end for _, _, end in flags] == [False, False, False, False, True]
+
+
+def test_a_stateless_stream_sends_no_sequence() -> None:
+    stub = RecordingStream()
+    asyncio.run(run_stream(stub, frames=3, window=2))
+    assert len(stub.requests) == 3
+    assert all("sequence_id" not in r.parameters for r in stub.requests)
+
+
+def test_a_refused_stream_stops_with_the_servers_reason() -> None:
+    refusal = f"stabilizer: {STREAM_LIMIT_ERROR} (32 streams are live, ...)"
+    with pytest.raises(StreamError, match="refused this stream"):
+        asyncio.run(run_stream(RecordingStream(refusal), frames=3, window=1, model=STREAM))

@@ -10,15 +10,19 @@ from tritonclient.grpc import model_config_pb2 as mc
 from swaptron.export.repository import ServingOptions, ensemble_config, model_config, render
 from swaptron.specs import (
     DETECTOR,
-    ENSEMBLE,
     FACES,
     FRAME,
     LANDMARKER,
     LANDMARKS,
     PUBLISHED_SUFFIX,
+    RESET,
+    STABILIZER,
+    SWAPPER,
+    ensembles,
     faceswap_ensemble,
     model_specs,
 )
+from swaptron.specs import steady as steady_version
 
 from config_checks import check_ensemble
 
@@ -37,23 +41,67 @@ def test_every_target_generates_parsable_configs_with_a_valid_ensemble(target: s
     for name, spec in specs.items():
         text = render(model_config(spec, options, warmup if name == DETECTOR else None))
         configs[name] = parse_text(text)
-    configs[ENSEMBLE] = parse_text(render(ensemble_config(faceswap_ensemble(3))))
-    check_ensemble(configs)
+    for ensemble in ensembles(3, forensics=True):
+        configs[ensemble.name] = parse_text(render(ensemble_config(ensemble)))
+        check_ensemble(configs, ensemble.name)
     expected = {"python-ort": ("python", ""), "onnxruntime": ("onnxruntime", ""),
                 "tensorrt": ("", "tensorrt_plan")}[target]
     assert (configs[DETECTOR].backend, configs[DETECTOR].platform) == expected
     assert list(configs[LANDMARKER].output[0].dims) == [3, 468, 2]
 
 
-def test_no_ensemble_output_feeds_a_later_step() -> None:
+@pytest.mark.parametrize("ensemble", ensembles(2, forensics=True), ids=lambda e: e.name)
+def test_no_ensemble_output_feeds_a_later_step(ensemble: object) -> None:
     """Triton 2.51 drops a requested output when it prunes every step that consumes it, so the
     ensemble's outputs come from published copies or from tensors nothing else reads."""
-    ensemble = faceswap_ensemble(2)
-    public = {tensor.name for tensor in ensemble.outputs}
-    steps = ensemble.wiring()
+    public = {tensor.name for tensor in ensemble.outputs}  # type: ignore[attr-defined]
+    steps = ensemble.wiring()  # type: ignore[attr-defined]
     for position, step in enumerate(steps):
         produced_public = {value for value in step.output_map.values() if value in public}
         read_later = {value for later in steps[position + 1:] for value in later.input_map.values()}
         assert not produced_public & read_later, step.model
+    assert public <= {value for step in steps for value in step.output_map.values()}
+
+
+def test_the_plain_ensemble_publishes_faces_and_landmarks() -> None:
+    steps = faceswap_ensemble(2).wiring()
     copies = {name for step in steps for name in step.output_map if name.endswith(PUBLISHED_SUFFIX)}
     assert copies == {FACES + PUBLISHED_SUFFIX, LANDMARKS + PUBLISHED_SUFFIX}
+
+
+def test_the_stream_ensemble_swaps_and_returns_the_steady_landmarks() -> None:
+    steps = {step.model: step for step in faceswap_ensemble(2, stateful=True).wiring()}
+    steady = steps[STABILIZER].output_map
+    specs = model_specs(2)
+    landmarks, faces = (steady_version(specs[LANDMARKER].network_outputs[0]).name,
+                        steady_version(specs[DETECTOR].network_outputs[0]).name)
+    assert steps[SWAPPER].input_map[LANDMARKS] == steady[landmarks]
+    assert steady[landmarks + PUBLISHED_SUFFIX] == LANDMARKS
+    assert steady[faces] == FACES
+    assert LANDMARKS not in steps[LANDMARKER].output_map.values()
+
+
+@pytest.mark.parametrize("target", ["python-ort", "onnxruntime", "tensorrt"])
+def test_the_stabilizer_is_sequence_batched_with_its_state_where_the_backend_keeps_it(
+        target: str) -> None:
+    spec = model_specs(2)[STABILIZER]
+    config = parse_text(render(model_config(spec, ServingOptions(target=target), None)))
+    batching = config.sequence_batching
+    assert not config.HasField("dynamic_batching") and not config.model_warmup
+    assert [c.name for c in batching.control_input] == [RESET]
+    assert batching.control_input[0].control[0].kind == (
+        mc.ModelSequenceBatching.Control.CONTROL_SEQUENCE_START)
+    assert list(batching.control_input[0].control[0].fp32_false_true) == [0.0, 1.0]
+    assert batching.max_sequence_idle_microseconds == 10_000_000
+    names = {tensor.name for tensor in (*config.input, *config.output)}
+    graph_only = {n for s in spec.states for n in (s.before.name, s.after.name)} | {RESET}
+    assert not names & graph_only
+    if target == "python-ort":
+        assert not batching.state
+        assert config.parameters["max_streams"].string_value == "32"
+        assert batching.oldest.max_candidate_sequences == 64
+    else:
+        pairs = {(s.input_name, s.output_name) for s in batching.state}
+        assert pairs == {(s.before.name, s.after.name) for s in spec.states}
+        assert all(s.initial_state[0].zero_data for s in batching.state)
+        assert batching.oldest.max_candidate_sequences == 32
