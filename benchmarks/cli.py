@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stability", action="store_true",
                         help="only the stability table: jitter, flicker, pops and lag of "
                              "stateless swaps against the stabilized stream (stability.md)")
+    parser.add_argument("--identities", action="store_true",
+                        help="only the identities table: perf_analyzer on faceswap with one "
+                             "identity against mixed identities per request (identities.md)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
                              "gets the latest table (default: README.md when writing to "
@@ -86,6 +89,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--range")
     if args.stability:
         parts.append("--stability")
+    if args.identities:
+        parts.append("--identities")
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -117,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
         from swaptron.benchmarks.stability import run_stability, stability_markdown
 
         print(stability_markdown(run_stability(args.output_dir)))  # type: ignore[arg-type]
+        return 0
+    if args.identities:
+        from swaptron.benchmarks.identities import identities_markdown, run_identities
+
+        print(identities_markdown(run_identities(args.output_dir, args.work_dir / "identities")))
         return 0
     readme = args.readme
     if readme is None and args.output_dir.resolve() == DEFAULT_RESULTS.resolve():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from swaptron.arguments import fraction, positive_float, positive_int
 from swaptron.specs import (
     ENSEMBLE,
+    FACE_CHOICES,
     FACES,
     FAKE_SCORE,
     STREAM,
@@ -52,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help=f"stream through {STREAM_CHECKED}: each swapped frame also gets "
                              "the forgery detector's fake score (live line, window, report)")
+    parser.add_argument("--identity", default=None,
+                        help="the identity faces become (default: the server's; "
+                             "`swaptron identities` lists them)")
+    parser.add_argument("--faces", choices=FACE_CHOICES, default=None,
+                        help="which faces to swap: all (the server's default) or the largest")
     parser.add_argument("--mode", choices=("stream", "serial"), default="stream",
                         help="stream: pipelined (default); serial: one blocking call per frame")
     parser.add_argument("--max-inflight", type=positive_int, default=2,
@@ -100,6 +106,7 @@ def failed_too_many(report: dict[str, object], allowed: float) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Stream, then print the report table and save the JSON report (whatever ended the run)."""
+    from swaptron.client.infer import SwapChoices
     from swaptron.client.metrics import (
         ReportError,
         StreamMetrics,
@@ -125,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     options = StreamOptions(url=args.url, model=model, outputs=outputs, mode=args.mode,
                             max_inflight=1 if args.mode == "serial" else args.max_inflight,
                             shm=args.shm, connect_timeout_s=args.connect_timeout,
-                            reconnect_timeout_s=args.connect_timeout, live=not args.quiet)
+                            reconnect_timeout_s=args.connect_timeout, live=not args.quiet,
+                            choices=SwapChoices(args.identity, args.faces))
     metrics = StreamMetrics(origin=time.monotonic())
     video: VideoSink | None = None
     with terminate_as_interrupt():

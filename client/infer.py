@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 from tritonclient.grpc import InferResult, service_pb2, service_pb2_grpc
 
-from swaptron.specs import FRAME
+from swaptron.specs import FRAME, IDENTITY, WHICH_FACES
 
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", 2**31 - 1),
                    ("grpc.max_receive_message_length", 2**31 - 1)]
@@ -46,6 +46,20 @@ def new_sequence_id() -> int:
 
 
 @dataclass(frozen=True)
+class SwapChoices:
+    """What a swap request names: the identity faces become and which faces (None: the
+    server's default)."""
+
+    identity: str | None = None
+    which_faces: str | None = None
+
+    def inputs(self) -> dict[str, str]:
+        """The optional BYTES inputs to send."""
+        return {name: value for name, value in ((IDENTITY, self.identity),
+                                                (WHICH_FACES, self.which_faces)) if value}
+
+
+@dataclass(frozen=True)
 class Answer:
     """One response: the id of its request, and the result or the error text."""
 
@@ -57,9 +71,10 @@ class Answer:
 def frame_request(model: str, request_id: str, frame: np.ndarray, outputs: list[str],
                   frame_place: ShmPlace | None = None,
                   output_places: dict[str, ShmPlace] | None = None,
-                  sequence: SequenceFlags | None = None) -> service_pb2.ModelInferRequest:
+                  sequence: SequenceFlags | None = None, choices: SwapChoices | None = None
+                  ) -> service_pb2.ModelInferRequest:
     """A request of one uint8 frame [H,W,3] (batch 1), inline or in shared memory, in a
-    sequence when given."""
+    sequence when given, with the swap's named choices when given."""
     request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
     if sequence is not None:
         request.parameters["sequence_id"].int64_param = sequence.sequence_id
@@ -70,6 +85,13 @@ def frame_request(model: str, request_id: str, frame: np.ndarray, outputs: list[
         request.raw_input_contents.append(np.ascontiguousarray(frame).tobytes())
     else:
         set_place(tensor.parameters, frame_place)
+    for name, value in (choices.inputs() if choices is not None else {}).items():
+        choice = request.inputs.add(name=name, datatype="BYTES", shape=[1, 1])
+        if frame_place is None:  # raw contents are all or none of the inputs
+            encoded = value.encode()
+            request.raw_input_contents.append(len(encoded).to_bytes(4, "little") + encoded)
+        else:
+            choice.contents.bytes_contents.append(value.encode())
     for name in outputs:
         output = request.outputs.add(name=name)
         place = (output_places or {}).get(name)

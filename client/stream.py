@@ -26,6 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 from swaptron.client.infer import (
     SequenceFlags,
+    SwapChoices,
     frame_request,
     infer_once,
     new_sequence_id,
@@ -37,7 +38,16 @@ from swaptron.client.metrics import StreamMetrics
 from swaptron.client.shm import ShmRing, first_line
 from swaptron.client.sinks import DisplaySink, VideoSink, VirtualCameraSink
 from swaptron.client.sources import Captured, FrameSource
-from swaptron.specs import FACES, FAKE_SCORE, STREAM, STREAM_LIMIT_ERROR, SWAPPED, stateful_ensemble
+from swaptron.specs import (
+    FACES,
+    FAKE_SCORE,
+    IDENTITY,
+    STREAM,
+    STREAM_LIMIT_ERROR,
+    SWAPPED,
+    WHICH_FACES,
+    stateful_ensemble,
+)
 
 CONNECTION_ERRORS = (InferenceServerException, grpc.RpcError, ConnectionError)
 # gRPC codes that mean the server is gone, not that it refused this frame (INVALID_ARGUMENT,
@@ -65,6 +75,7 @@ class StreamOptions:
     connect_timeout_s: float = 30.0
     reconnect_timeout_s: float = 30.0
     live: bool = True
+    choices: SwapChoices | None = None  # the identity and faces to swap (swap ensembles)
 
 
 class Mailbox:
@@ -221,17 +232,21 @@ class StreamSequence:
         self.last = item
         return flags
 
-    def end_request(self, model: str) -> service_pb2.ModelInferRequest | None:
+    def end_request(self, model: str, choices: SwapChoices | None
+                    ) -> service_pb2.ModelInferRequest | None:
         """The last frame again, marked END (None when no frame was sent)."""
         if self.last is None:
             return None
         return frame_request(model, END_REQUEST_ID, self.last.frame, [FACES],
-                             sequence=SequenceFlags(self.sequence_id, end=True))
+                             sequence=SequenceFlags(self.sequence_id, end=True),
+                             choices=choices)
 
 
 def refused_stream(error: str) -> StreamError | None:
-    """The stream error for a server that keeps no more streams, else None."""
-    if STREAM_LIMIT_ERROR not in error:
+    """The stream error for a server that keeps no more streams or that does not know the
+    identity or face choice the stream names (every frame would fail), else None."""
+    refusals = (STREAM_LIMIT_ERROR, *(f"unknown {name} " for name in (IDENTITY, WHICH_FACES)))
+    if not any(refusal in error for refusal in refusals):
         return None
     return StreamError(f"the server refused this stream: {error.strip().splitlines()[0]}")
 
@@ -278,7 +293,8 @@ class Streamer:
                                       if self.ring is not None else (None, None))
         return frame_request(self.options.model, str(item.index), item.frame,
                              list(self.options.outputs), frame_place, output_places,
-                             None if sequence is None else sequence.flags(item))
+                             None if sequence is None else sequence.flags(item),
+                             self.options.choices)
 
     def new_sequence(self) -> StreamSequence | None:
         """A session's sequence, for a stateful ensemble."""
@@ -313,7 +329,7 @@ class Streamer:
                 item = await self.mailbox.take()
                 if item is None:
                     closing = None if sequence is None else sequence.end_request(
-                        self.options.model)
+                        self.options.model, self.options.choices)
                     if closing is not None:
                         yield closing
                     return
@@ -350,7 +366,8 @@ class Streamer:
         while True:
             item = await self.mailbox.take()
             if item is None:
-                closing = None if sequence is None else sequence.end_request(self.options.model)
+                closing = None if sequence is None else sequence.end_request(
+                    self.options.model, self.options.choices)
                 if closing is not None:
                     with contextlib.suppress(grpc.RpcError):
                         await infer_once(stub, closing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import time
@@ -24,11 +25,14 @@ from swaptron.export.repository import (
 from swaptron.networks.geometry import GraphOptions
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.specs import (
+    FACE_CHOICES,
     FAKE_SCORE,
     FORENSICS,
     PRESENCE,
     PUBLISHED_SUFFIX,
+    SELECTOR,
     SWAPPED,
+    TARGET,
     ModelSpec,
     ensembles,
     model_specs,
@@ -46,6 +50,9 @@ class ExportReport:
     up_to_date: list[str] = field(default_factory=list)
     max_difference: dict[str, dict[str, float]] = field(default_factory=dict)
     engine_script: Path | None = None
+
+
+SELECTOR_MODULE = "swaptron.server.selector_model"
 
 
 class ExportError(RuntimeError):
@@ -111,36 +118,58 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
     forensics = pipeline_options.detector_file() is not None
     specs = {name: spec for name, spec in model_specs(pipeline_options.max_faces).items()
              if forensics or name != FORENSICS}
-    progress(f"building the pipeline (K={pipeline_options.max_faces}, direction "
-             f"{pipeline_options.direction}, forgery detector "
-             f"{pipeline_options.detector_file() or 'none'})")
     try:
         pipeline = build_pipeline(pipeline_options)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise ExportError(str(error)) from error
+    progress(f"building the pipeline (K={pipeline_options.max_faces}, identities "
+             f"{', '.join(pipeline.swapper.identities)} (default {pipeline.swapper.default}), "
+             f"forgery detector {pipeline_options.detector_file() or 'none'})")
     frames = example_frames()
     tensors = pipeline.run(frames)
     tensors.update(pipeline.stabilizer_example(tensors))
+    # the swapper is checked with every identity in one batch, so every decoder runs
+    identities = len(pipeline.swapper.identities)
+    tensors[TARGET] = (np.arange(len(frames)) % identities).astype(np.int32).reshape(-1, 1)
     files = source_files(pipeline_options)
     for spec in specs.values():
-        export_model(pipeline, spec, tensors, output, pipeline_options, files, force, report,
-                     progress)
-        warmup = None if spec.states else {name: tensors[name][:1]
-                                            for name in spec.input_names()}
-        facts = detector_facts(pipeline_options) if spec.name == FORENSICS else None
+        if spec.graph:
+            export_model(pipeline, spec, tensors, output, pipeline_options, files, force,
+                         report, progress)
+        warmup = None if spec.states or not spec.graph else {
+            name: tensors[name][:1] for name in spec.input_names()}
+        facts = (detector_facts(pipeline_options) if spec.name == FORENSICS
+                 else selector_facts(pipeline) if spec.name == SELECTOR else None)
         write_model_folder(output, model_config(spec, serving, warmup, facts), serving.target,
-                           warmup)
+                           warmup, None if spec.graph else selector_source())
     for ensemble in ensembles(pipeline_options.max_faces, forensics):
         write_model_folder(output, ensemble_config(ensemble), serving.target, None)
     remove_stale(output, {*specs, *(e.name for e in ensembles(pipeline_options.max_faces,
                                                              forensics))},
                  pipeline_options.max_faces, progress)
-    check_tensorrt(list(specs.values()), output, serving.target, progress)
+    graphs = [spec for spec in specs.values() if spec.graph]
+    check_tensorrt(graphs, output, serving.target, progress)
     if serving.target == "tensorrt":
-        report = prepare_engines(list(specs.values()), output, profiles, report, progress)
+        report = prepare_engines(graphs, output, profiles, report, progress)
     progress(f"repository {output} ready ({serving.target}) in "
              f"{time.monotonic() - started:.1f} s")
     return report
+
+
+def selector_facts(pipeline: Pipeline) -> dict[str, str]:
+    """What the selector maps and what clients list: the identities in decoder order, the
+    default, and the WHICH_FACES choices (the default first)."""
+    return {"identities": ",".join(pipeline.swapper.identities),
+            "default_identity": pipeline.swapper.default, "face_choices": ",".join(FACE_CHOICES)}
+
+
+def selector_source() -> str:
+    """The selector's model.py: server/selector_model.py as it is (self-contained; found, not
+    imported: it needs Triton's stub module)."""
+    found = importlib.util.find_spec(SELECTOR_MODULE)
+    if found is None or found.origin is None:
+        raise ExportError(f"{SELECTOR_MODULE} is missing from the installation")
+    return Path(found.origin).read_text()
 
 
 def detector_facts(options: PipelineOptions) -> dict[str, str]:

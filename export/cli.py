@@ -8,7 +8,7 @@ from pathlib import Path
 
 from swaptron.arguments import positive_float, positive_int
 from swaptron.assets import AssetError, project_dir
-from swaptron.specs import DIRECTIONS, TARGETS
+from swaptron.specs import TARGETS
 
 
 def default_output(target: str) -> Path:
@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-faces", type=int, default=2, help="face slots K per frame")
     parser.add_argument("--weights", type=Path, default=None,
                         help="autoencoder safetensors (default: the committed demo weights)")
-    parser.add_argument("--direction", choices=sorted(DIRECTIONS), default="a2b",
-                        help="a2b: every face becomes identity b (default); b2a: becomes a")
+    parser.add_argument("--identity", default=None,
+                        help="the identity faces become when a request names none (default: "
+                             "the weights' last identity by name, b of the demo pair a, b); "
+                             "every identity of the weights is served either way")
     parser.add_argument("--face-size", type=int, default=None,
                         help="S, only for random weights (trained weights fix it)")
     parser.add_argument("--max-batch-size", type=int, default=8)
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     detector = {None: "default", "none": None}.get(args.detector, args.detector)
     pipeline = PipelineOptions(max_faces=args.max_faces, weights=args.weights,
-                               direction=args.direction, face_size=args.face_size,
+                               identity=args.identity, face_size=args.face_size,
                                detector=detector, face_detector=args.face_detector)
     serving = ServingOptions(target=args.target, max_batch_size=args.max_batch_size,
                              dynamic_batching=not args.no_dynamic_batching,

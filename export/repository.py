@@ -69,6 +69,13 @@ def tensor_config(spec: TensorSpec, message: type) -> object:
     return message(name=spec.name, data_type=data_type(spec), dims=list(spec.dims))
 
 
+def input_config(spec: TensorSpec) -> mc.ModelInput:
+    """ModelInput for a tensor spec, optional when a request may leave it out."""
+    tensor = tensor_config(spec, mc.ModelInput)
+    tensor.optional = spec.optional  # type: ignore[attr-defined]
+    return tensor  # type: ignore[return-value]
+
+
 def set_parameter(config: mc.ModelConfig, key: str, value: str) -> None:
     """Add a string parameter to a model config."""
     config.parameters[key].string_value = value
@@ -82,7 +89,7 @@ def model_config(spec: ModelSpec, options: ServingOptions,
     config = mc.ModelConfig(name=spec.name, max_batch_size=options.max_batch_size)
     for key, value in (facts or {}).items():
         set_parameter(config, key, value)
-    config.input.extend(tensor_config(t, mc.ModelInput) for t in spec.inputs)
+    config.input.extend(input_config(t) for t in spec.inputs)
     config.output.extend(tensor_config(t, mc.ModelOutput) for t in spec.outputs)
     if spec.states:
         config.sequence_batching.CopyFrom(sequence_batching(spec, options))
@@ -91,6 +98,10 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         config.dynamic_batching.preferred_batch_size.extend(
             size for size in options.preferred_batch_sizes if size <= options.max_batch_size)
     group = config.instance_group.add(count=options.instances)
+    if not spec.graph:  # a Python model on every target (server/selector_model.py)
+        config.backend = "python"
+        group.kind = mc.ModelInstanceGroup.KIND_CPU
+        return config
     if options.target == "python-ort":
         config.backend = "python"
         group.kind = mc.ModelInstanceGroup.KIND_CPU
@@ -165,9 +176,9 @@ def ensemble_config(ensemble: EnsembleSpec) -> mc.ModelConfig:
     """An ensemble's config (it does not batch: ENSEMBLE_MAX_BATCH), wired from its spec."""
     config = mc.ModelConfig(name=ensemble.name, platform="ensemble",
                             max_batch_size=ENSEMBLE_MAX_BATCH)
-    config.input.extend(tensor_config(t, mc.ModelInput) for t in ensemble.inputs)
+    config.input.extend(input_config(t) for t in ensemble.inputs)
     config.output.extend(tensor_config(t, mc.ModelOutput) for t in ensemble.outputs)
-    for step in ensemble.wiring():
+    for step in ensemble.config_steps():
         config.ensemble_scheduling.step.add(model_name=step.model, model_version=-1,
                                             input_map=step.input_map, output_map=step.output_map)
     return config
@@ -185,13 +196,17 @@ def parse_config(path: Path) -> mc.ModelConfig:
 
 
 def write_model_folder(repository: Path, config: mc.ModelConfig, target: str,
-                       warmup: dict[str, np.ndarray] | None) -> Path:
-    """Write config, version folder, Python shim (python-ort) and warmup files of one model."""
+                       warmup: dict[str, np.ndarray] | None, model_py: str | None = None
+                       ) -> Path:
+    """Write config, version folder, Python model (`model_py`, else the ONNX Runtime shim on
+    python-ort) and warmup files of one model."""
     folder = repository / config.name
     version = folder / "1"
     version.mkdir(parents=True, exist_ok=True)
     write_if_changed(folder / "config.pbtxt", render(config))
-    if target == "python-ort" and config.backend == "python":
+    if model_py is not None:
+        write_if_changed(version / "model.py", model_py)
+    elif target == "python-ort" and config.backend == "python":
         write_if_changed(version / "model.py", MODEL_SHIM)
     if warmup is not None:
         (folder / WARMUP_FOLDER).mkdir(exist_ok=True)

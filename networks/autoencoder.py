@@ -115,7 +115,7 @@ class FaceAutoencoder(nn.Module):
         super().__init__()
         self.preset = preset
         self.encoder = Encoder(preset)
-        self.decoders = nn.ModuleDict({name: Decoder(preset) for name in identities})
+        self.decoders = nn.ModuleDict({name: Decoder(preset) for name in sorted(identities)})
 
     def forward(self, faces: torch.Tensor, identity: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode faces and decode them as `identity`."""

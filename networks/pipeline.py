@@ -25,7 +25,6 @@ from swaptron.networks.stabilizer import Stabilizer, initial_state
 from swaptron.networks.swapper import BlendOptions, FaceSwapper
 from swaptron.specs import (
     DETECTOR,
-    DIRECTIONS,
     FACES,
     FAKE_SCORE,
     FORENSICS,
@@ -33,12 +32,14 @@ from swaptron.specs import (
     KEYPOINTS,
     LANDMARKER,
     LANDMARKS,
+    LARGEST_ONLY,
     NUM_LANDMARKS,
     PRESENCE,
     RESET,
     STABILIZER,
     SWAPPED,
     SWAPPER,
+    TARGET,
     model_specs,
 )
 
@@ -53,7 +54,7 @@ class PipelineOptions:
 
     max_faces: int = 2
     weights: Path | None = None  # autoencoder safetensors; None: the demo weights if present
-    direction: str = "a2b"
+    identity: str | None = None  # the default target; None: the weights' last identity (b)
     preset: str = "lite"  # used only when there are no weights (random initialisation)
     face_size: int | None = None  # only with random weights: overrides the preset's S
     graph: GraphOptions = field(default_factory=GraphOptions)  # tensorrt: fixed shapes, fp16
@@ -137,10 +138,18 @@ class Pipeline(FaceFinder):
         frame = torch.from_numpy(np.ascontiguousarray(frames))
         landmarks = torch.from_numpy(tensors[LANDMARKS])
         presence = torch.from_numpy(tensors[PRESENCE])
-        tensors[SWAPPED] = self.swapper(frame, landmarks, presence).numpy()
+        target, largest_only = self.swapper.choices(frames.shape[0])
+        tensors[TARGET], tensors[LARGEST_ONLY] = target.numpy(), largest_only.numpy()
+        tensors[SWAPPED] = self.swapper(frame, landmarks, presence, target, largest_only).numpy()
         if self.scorer is not None:
             tensors[FAKE_SCORE] = self.scorer(frame, landmarks, presence).numpy()
         return tensors
+
+
+def default_identity(autoencoder: FaceAutoencoder) -> str:
+    """The identity faces become when a request names none: the weights' last one in name
+    order (b of the Megamind pair a, b; w of the real pair m, w)."""
+    return list(autoencoder.decoders)[-1]
 
 
 def load_autoencoder(options: PipelineOptions) -> FaceAutoencoder:
@@ -171,12 +180,10 @@ def build_finder(max_faces: int = 1, graph: GraphOptions | None = None,
 
 def build_pipeline(options: PipelineOptions) -> Pipeline:
     """Load weights and build the three modules."""
-    if options.direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {options.direction}")
     finder = build_finder(options.max_faces, options.graph, options.face_detector)
     autoencoder = load_autoencoder(options)
-    swapper = FaceSwapper(autoencoder, DIRECTIONS[options.direction], load_template(),
-                          BlendOptions(), options.graph)
+    swapper = FaceSwapper(autoencoder, options.identity or default_identity(autoencoder),
+                          load_template(), BlendOptions(), options.graph)
     detector_file = options.detector_file()
     scorer = None if detector_file is None else build_scorer(detector_file, options.graph)
     return Pipeline(finder.detector, finder.landmarker, swapper.eval(),

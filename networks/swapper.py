@@ -124,42 +124,91 @@ def transfer_colour(generated: torch.Tensor, original: torch.Tensor, mask: torch
     return ((generated - generated_mean) * ratio + original_mean).clamp(0.0, 1.0)
 
 
-class FaceSwapper(nn.Module):
-    """Frame + landmarks -> frame with every present face replaced by the target identity."""
+def largest_face(landmarks: torch.Tensor, valid: torch.Tensor, largest_only: torch.Tensor
+                 ) -> torch.Tensor:
+    """[B,K] of 1 for the slots to swap: all of them, or (largest_only [B,1] = 1) the present
+    face whose landmarks span the largest area."""
+    extent = landmarks.amax(dim=2) - landmarks.amin(dim=2)  # [B,K,2]
+    area = extent[..., 0] * extent[..., 1] * valid - (1.0 - valid)  # empty slots lose
+    slots = torch.arange(landmarks.shape[1]).reshape(1, -1)
+    biggest = (slots == area.argmax(dim=1, keepdim=True)).to(torch.float32)
+    only = (largest_only > 0).to(torch.float32)  # [B,1]
+    return only * biggest + (1.0 - only)
 
-    def __init__(self, autoencoder: FaceAutoencoder, target: str, template: np.ndarray,
+
+class FaceSwapper(nn.Module):
+    """Frame + landmarks -> frame with the present faces replaced by the chosen identity.
+
+    Every decoder of the autoencoder is in the graph, in the order of `identities`; TARGET
+    picks one per frame, so one exported swapper serves every identity and frames asking for
+    different ones still batch together.
+    """
+
+    def __init__(self, autoencoder: FaceAutoencoder, default: str, template: np.ndarray,
                  options: BlendOptions | None = None, graph: GraphOptions | None = None) -> None:
         super().__init__()
         self.graph = graph or GraphOptions()
+        self.identities = tuple(autoencoder.decoders)
+        if default not in self.identities:
+            raise ValueError(f"identity {default!r} is not in the weights "
+                             f"({', '.join(self.identities)})")
+        self.default = default
         self.encoder = Precision(autoencoder.encoder, self.graph.fp16_networks)
-        self.decoder = Precision(autoencoder.decoders[target], self.graph.fp16_networks)
+        self.decoders = nn.ModuleList(Precision(autoencoder.decoders[name],
+                                                self.graph.fp16_networks)
+                                      for name in self.identities)
         self.face_size = autoencoder.preset.face_size
         self.options = options or BlendOptions()
         self.register_buffer("template", torch.from_numpy(template * self.face_size).float(),
                              persistent=False)
 
-    def swap_faces(self, faces: torch.Tensor) -> torch.Tensor:
-        """Aligned faces [N,3,S,S] in [0,1] -> the target identity's faces."""
-        generated, _mask_logit = self.decoder(self.encoder(faces))
+    def choices(self, batch: int, identity: str | None = None, largest_only: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """TARGET and LARGEST_ONLY [B,1] int32 for a batch (the default identity unless named)."""
+        target = self.identities.index(identity or self.default)
+        return (torch.full((batch, 1), target, dtype=torch.int32),
+                torch.full((batch, 1), int(largest_only), dtype=torch.int32))
+
+    def swap_faces(self, faces: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Aligned faces [N,3,S,S] in [0,1] and the identity index of each [N] -> the faces as
+        those identities. Fixed shapes: every decoder on every face, each output kept where it
+        is wanted; otherwise each decoder runs on its own faces only (none: an empty batch)."""
+        latent = self.encoder(faces)
+        generated = torch.zeros_like(faces)
+        for index, decoder in enumerate(self.decoders):
+            wanted = targets == index
+            if self.graph.fixed_shapes:
+                decoded, _mask_logit = decoder(latent)
+                generated = torch.where(wanted.reshape(-1, 1, 1, 1), decoded, generated)
+                continue
+            rows = torch.nonzero(wanted).reshape(-1)
+            decoded, _mask_logit = decoder(latent[rows])
+            generated = generated.index_put((rows,), decoded)
         return generated
 
-    def forward(self, frame: torch.Tensor, landmarks: torch.Tensor, presence: torch.Tensor
+    def forward(self, frame: torch.Tensor, landmarks: torch.Tensor, presence: torch.Tensor,
+                target: torch.Tensor | None = None, largest_only: torch.Tensor | None = None
                 ) -> torch.Tensor:
-        """-> SWAPPED uint8 [B,H,W,3]."""
+        """-> SWAPPED uint8 [B,H,W,3]. target, largest_only [B,1] int32 (default: the default
+        identity, every face)."""
         options, size = self.options, self.face_size
         batch, slots = landmarks.shape[0], landmarks.shape[1]
+        if target is None or largest_only is None:
+            target, largest_only = self.choices(batch)
         valid = (presence > options.presence_threshold).to(torch.float32)
+        valid = valid * largest_face(landmarks, valid, largest_only)
+        targets = target.to(torch.int64).expand(batch, slots).reshape(-1)  # per slot
         pixels = frame.to(torch.float32)  # FRAME's one use: uint8 stays at the graph's edges
         planar = pixels.permute(0, 3, 1, 2)
         if self.graph.fixed_shapes:  # every slot; the empty ones are masked
             to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
                                                    options.feather, options.erode)
-            generated = self.swap_faces(originals)
+            generated = self.swap_faces(originals, targets)
         else:  # only the slots that hold a face
             to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
                                                    options.feather, options.erode, valid > 0)
             kept, rows = select_rows(originals, valid.reshape(-1) > 0)
-            generated = scatter_rows(self.swap_faces(kept), rows, batch * slots)
+            generated = scatter_rows(self.swap_faces(kept, targets[rows]), rows, batch * slots)
         mask = mask * valid.reshape(-1, 1, 1, 1)
         generated = transfer_colour(generated, originals, mask, options.std_ratio_limits)
         layers = torch.cat([generated * 255.0, mask], dim=1).reshape(batch, slots, 4, size, size)

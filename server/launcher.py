@@ -227,7 +227,7 @@ def version_folders(model: Path) -> list[Path]:
 def unexported_models(repository: Path) -> list[str]:
     """Models whose configs are there but whose files are not (a fresh clone before export).
 
-    A Python-backend model needs its `model.py` and the file its `onnx_file` parameter names; a
+    A Python-backend model needs its `model.py` (and the file an `onnx_file` parameter names); a
     model of another backend needs a non-empty version folder; ensembles need nothing.
     """
     missing = []
@@ -239,8 +239,9 @@ def unexported_models(repository: Path) -> list[str]:
         if config.platform == "ensemble":
             continue
         versions = version_folders(path.parent)
-        needed = ["model.py", config.parameters["onnx_file"].string_value] if (
-            config.backend == "python" and "onnx_file" in config.parameters) else []
+        needed = ["model.py"] if config.backend == "python" else []
+        if "onnx_file" in config.parameters:
+            needed.append(config.parameters["onnx_file"].string_value)
         if not versions or not all((versions[0] / name).is_file() for name in needed):
             missing.append(path.parent.name)
     return missing

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
-from swaptron.specs import FRAME, NETWORKS
+from swaptron.specs import FRAME, LARGEST_ONLY, NETWORKS, SELECTOR, TARGET
 
 
 def cpu_session(path: Path, threads: int = 1, spinning: bool = False) -> ort.InferenceSession:
@@ -29,20 +31,32 @@ def cpu_session(path: Path, threads: int = 1, spinning: bool = False) -> ort.Inf
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def default_target(repository: Path) -> int:
+    """The swapper's decoder index of the repository's default identity (its selector's
+    parameters)."""
+    config = text_format.Parse((repository / SELECTOR / "config.pbtxt").read_text(),
+                               mc.ModelConfig())
+    identities = config.parameters["identities"].string_value.split(",")
+    return identities.index(config.parameters["default_identity"].string_value)
+
+
 @dataclass
 class OrtChain:
     """One session per network of a repository (`<network>/1/model.onnx`), run in ensemble
-    order: every tensor of the chain, named as in the specs."""
+    order: every tensor of the chain, named as in the specs. The chain plays the selector: every
+    frame swaps all its faces into the default identity unless `run` names another index."""
 
     sessions: dict[str, ort.InferenceSession]
     intra_op_threads: int
+    target: int
 
     @classmethod
     def open(cls, repository: Path, threads: int = 1, spinning: bool = False,
              networks: tuple[str, ...] = NETWORKS) -> OrtChain:
         """Sessions opened like the served models (threads, spinning)."""
         return cls({network: cpu_session(repository / network / "1" / "model.onnx", threads,
-                                         spinning) for network in networks}, threads)
+                                         spinning) for network in networks}, threads,
+                   default_target(repository))
 
     def inputs_of(self, network: str) -> list[str]:
         """Input names of a network's graph."""
@@ -56,9 +70,15 @@ class OrtChain:
         values = session.run(names, {name: tensors[name] for name in self.inputs_of(network)})
         return dict(zip(names, values, strict=True))
 
-    def run(self, frames: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Every tensor of the chain for uint8 BGR frames [B,H,W,3], and seconds per network."""
-        tensors: dict[str, np.ndarray] = {FRAME: frames}
+    def run(self, frames: np.ndarray, target: int | None = None, largest_only: bool = False
+            ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Every tensor of the chain for uint8 BGR frames [B,H,W,3], and seconds per network;
+        `target` is a decoder index (default: the default identity's)."""
+        rows = (len(frames), 1)
+        tensors: dict[str, np.ndarray] = {
+            FRAME: frames,
+            TARGET: np.full(rows, self.target if target is None else target, np.int32),
+            LARGEST_ONLY: np.full(rows, int(largest_only), np.int32)}
         seconds: dict[str, float] = {}
         for network in self.sessions:
             started = time.perf_counter()

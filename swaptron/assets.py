@@ -95,9 +95,14 @@ def weights_root() -> Path:
     return Path(swaptron.weights.__file__).resolve().parent
 
 
+def pair_weights(pair: str) -> Path:
+    """A committed identity pair's autoencoder (weights/<pair>/)."""
+    return weights_root() / pair / "autoencoder.safetensors"
+
+
 def demo_weights() -> Path:
-    """The committed demo autoencoder (identities a and b of Megamind.avi)."""
-    return weights_root() / DEMO_IDENTITIES / "autoencoder.safetensors"
+    """The committed demo autoencoder (identities a and b of Megamind.avi), the default export's."""
+    return pair_weights(DEMO_IDENTITIES)
 
 
 def forensics_weights(name: str) -> Path:

@@ -49,6 +49,8 @@ COMMANDS = (
             "swaptron.scan:run", "swaptron.scan:add_arguments"),
     Command("stream", "stream a camera, video or image folder through the ensemble and measure "
             "FPS and latency", "swaptron.client.cli:run", "swaptron.client.cli:add_arguments"),
+    Command("identities", "list the identities a server swaps into (for --identity)",
+            "swaptron.client.identities:run", "swaptron.client.identities:add_arguments"),
     Command("bench", "perf_analyzer and the baselines side by side, with the targets, tables "
             "and plots (make bench)", "swaptron.benchmarks.cli:run",
             "swaptron.benchmarks.cli:add_arguments"),

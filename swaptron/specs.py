@@ -20,6 +20,10 @@ KEYPOINTS = "KEYPOINTS"
 LANDMARKS = "LANDMARKS"
 PRESENCE = "PRESENCE"
 FAKE_SCORE = "FAKE_SCORE"
+IDENTITY = "IDENTITY"  # optional request input: the identity faces become (a name)
+WHICH_FACES = "WHICH_FACES"  # optional request input: "all" (default) or "largest"
+TARGET = "TARGET"  # the identity's index among the swapper's decoders (INT32)
+LARGEST_ONLY = "LARGEST_ONLY"  # 1 to swap only the largest face (INT32)
 RESET = "RESET"  # 1 on a stream's first frame (Triton's CONTROL_SEQUENCE_START)
 STATE_PREFIX = "STATE_"  # a stream's state before a frame (graph input)
 NEXT_PREFIX = "NEXT_"  # ... and after it (graph output)
@@ -33,6 +37,7 @@ FORENSICS = "forensics"
 ENSEMBLE = "faceswap"
 SCAN = "scan"
 CHECKED = "faceswap_checked"
+SELECTOR = "selector"
 STABILIZER = "stabilizer"
 STREAM = "faceswap_stream"
 STREAM_CHECKED = "faceswap_stream_checked"
@@ -44,8 +49,8 @@ FRAME_MIN_SIDE = 64
 FRAME_MAX_SIDE = 1920
 FRAME_MAX_PIXELS = 1920 * 1080
 TARGETS = ("python-ort", "onnxruntime", "tensorrt")
-DIRECTIONS = {"a2b": "b", "b2a": "a"}  # swap direction -> decoder (identity) faces become
 PUBLISHED_SUFFIX = "_PUBLISHED"
+FACE_CHOICES = ("all", "largest")  # WHICH_FACES values, the default first
 # the words a stateful model's error starts with when it keeps no more streams; the client
 # recognises them and stops instead of failing every frame
 STREAM_LIMIT_ERROR = "no room for another stream"
@@ -63,11 +68,13 @@ class TensorSpec:
     name: str
     triton_type: str
     dims: tuple[int, ...]
+    optional: bool = False  # a request may leave it out
 
     @property
     def numpy_type(self) -> type[np.generic]:
         """NumPy dtype of the tensor."""
-        return {"UINT8": np.uint8, "FP32": np.float32, "FP16": np.float16}[self.triton_type]
+        return {"UINT8": np.uint8, "FP32": np.float32, "FP16": np.float16, "INT32": np.int32,
+                "STRING": np.object_}[self.triton_type]
 
 
 def published(tensor: TensorSpec) -> TensorSpec:
@@ -114,6 +121,7 @@ class ModelSpec:
     publishes: tuple[str, ...] = ()
     states: tuple[StateSpec, ...] = ()
     stands_for: tuple[tuple[str, str], ...] = ()
+    graph: bool = True  # an ONNX graph; False: a Python model (server/selector_model.py)
 
     def ensemble_name(self, output: str) -> str:
         """The ensemble tensor an output is (its own name unless it stands for another)."""
@@ -122,7 +130,7 @@ class ModelSpec:
     @property
     def reset(self) -> TensorSpec | None:
         """The control input of a stateful network: [1] per stream, 1.0 on its first frame."""
-        return TensorSpec(RESET, "FP32", (1,)) if self.states else None
+        return TensorSpec(RESET, "FP32", (1,)) if self.states else None  # [B,1] in the graph
 
     @property
     def graph_inputs(self) -> tuple[TensorSpec, ...]:
@@ -234,6 +242,25 @@ class EnsembleSpec:
             steps.append(EnsembleStep(spec.name, input_map, output_map))
         return steps
 
+    def config_steps(self) -> list[EnsembleStep]:
+        """The wired steps in the order the config lists them.
+
+        When a request asks for some outputs only, Triton 2.51 prunes the steps it does not
+        need, and charges an ensemble input that no kept step reads to the config's first step as
+        if that step had produced it: asking `faceswap` for FACES alone pruned the detector once
+        the selector (sole reader of IDENTITY and WHICH_FACES) was pruned ("unexpected
+        deadlock"). So the sole reader of an ensemble input is listed first: the charge then
+        falls on a step already pruned. ValueError when two steps are sole readers."""
+        steps = self.wiring()
+        inputs = {t.name for t in self.inputs}
+        readers = {name: sum(name in s.input_map.values() for s in steps) for name in inputs}
+        sole = [s for s in steps if any(readers.get(name) == 1 for name in s.input_map.values())]
+        if len(sole) > 1:
+            raise ValueError(f"{self.name}: {', '.join(s.model for s in sole)} each read an "
+                             "ensemble input alone; only one can be listed first")
+        first = sole[0] if sole else steps[0]
+        return [first, *(s for s in steps if s is not first)]
+
 
 def frame(name: str = FRAME) -> TensorSpec:
     """A BGR frame of any size."""
@@ -247,7 +274,7 @@ def steady(tensor: TensorSpec) -> TensorSpec:
 
 def with_batch_axis(tensor: TensorSpec) -> TensorSpec:
     """The tensor as a non-batching model declares it: the batch axis is a dim of its own."""
-    return TensorSpec(tensor.name, tensor.triton_type, (-1, *tensor.dims))
+    return TensorSpec(tensor.name, tensor.triton_type, (-1, *tensor.dims), tensor.optional)
 
 
 def model_specs(max_faces: int) -> dict[str, ModelSpec]:
@@ -258,6 +285,8 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
     presence = TensorSpec(PRESENCE, "FP32", (max_faces,))
     fake_score = TensorSpec(FAKE_SCORE, "FP32", (max_faces,))
     steadied = (faces, landmarks, presence)
+    target = TensorSpec(TARGET, "INT32", (1,))
+    largest_only = TensorSpec(LARGEST_ONLY, "INT32", (1,))
     specs = [
         ModelSpec(DETECTOR, (frame(),), (faces, keypoints),
                   "BlazeFace short-range: letterbox, network, anchors, fast NMS, top-K faces",
@@ -265,9 +294,19 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
         ModelSpec(LANDMARKER, (frame(), faces, keypoints), (landmarks, presence),
                   "FaceMesh on eye-aligned crops: 468 landmarks per face in frame pixels",
                   publishes=(LANDMARKS,)),
-        ModelSpec(SWAPPER, (frame(), landmarks, presence), (frame(SWAPPED),),
-                  "align, autoencode as the target identity, colour-match, blend back",
-                  publishes=(SWAPPED,)),
+        # FACES passes through the selector so that the landmarker waits for it: when a step
+        # fails while another step of the same request runs, Triton 2.51 releases the request's
+        # inputs under the running step and the server dies (SIGSEGV in the Python backend,
+        # found with an unknown IDENTITY among concurrent requests)
+        ModelSpec(SELECTOR, (faces, *request_choices()), (target, largest_only, faces),
+                  "the request's identity and faces to swap, named, as the swapper's indices "
+                  "(INVALID_ARGUMENT naming the choices for an unknown one); FACES passes "
+                  "through, so nothing else of the request runs when it refuses one",
+                  publishes=(FACES,), graph=False),
+        ModelSpec(SWAPPER, (frame(), landmarks, presence, target, largest_only),
+                  (frame(SWAPPED),),
+                  "align, autoencode as the chosen identity (one decoder per identity), "
+                  "colour-match, blend back", publishes=(SWAPPED,)),
         ModelSpec(FORENSICS, (frame(), landmarks, presence), (fake_score,),
                   "forensic crop per face slot, forgery detector: probability of a swap "
                   "(-1 for an empty slot)"),
@@ -283,10 +322,18 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
     return {spec.name: spec for spec in specs}
 
 
+def request_choices() -> tuple[TensorSpec, TensorSpec]:
+    """The optional inputs of a swap request: IDENTITY and WHICH_FACES, one name each."""
+    return (TensorSpec(IDENTITY, "STRING", (1,), optional=True),
+            TensorSpec(WHICH_FACES, "STRING", (1,), optional=True))
+
+
 def ensemble(name: str, steps: tuple[Step, ...], outputs: tuple[TensorSpec, ...]
              ) -> EnsembleSpec:
-    """An ensemble of FRAME in, the given outputs out, batch axis included."""
-    return EnsembleSpec(name, steps, (with_batch_axis(frame()),),
+    """An ensemble of FRAME in (and the request's choices when it swaps), the given outputs
+    out, batch axis included."""
+    choices = request_choices() if any(s.model.name == SELECTOR for s in steps) else ()
+    return EnsembleSpec(name, steps, tuple(with_batch_axis(t) for t in (frame(), *choices)),
                         tuple(with_batch_axis(t) for t in outputs))
 
 
@@ -297,8 +344,9 @@ def swap_outputs(specs: dict[str, ModelSpec], *extra: TensorSpec) -> tuple[Tenso
 
 
 def swap_steps(specs: dict[str, ModelSpec], stateful: bool) -> tuple[Step, ...]:
-    """detector -> landmarker -> (stabilizer) -> swapper."""
-    names = (DETECTOR, LANDMARKER, STABILIZER, SWAPPER) if stateful else NETWORKS
+    """detector -> selector -> landmarker -> (stabilizer) -> swapper."""
+    names = ((DETECTOR, SELECTOR, LANDMARKER, STABILIZER, SWAPPER) if stateful
+             else (DETECTOR, SELECTOR, LANDMARKER, SWAPPER))
     return tuple(Step(specs[name]) for name in names)
 
 

@@ -8,18 +8,22 @@ from swaptron.specs import ENSEMBLE
 
 
 def check_ensemble(configs: dict[str, mc.ModelConfig], name: str = ENSEMBLE) -> None:
-    """Each step maps exactly its model's inputs and only its outputs, in a valid order, and
-    every ensemble tensor has one producer."""
+    """Each step maps exactly its model's inputs and only its outputs, the steps form a graph
+    that can run (in any listed order), and every ensemble tensor has one producer."""
     ensemble = configs[name]
     available = {tensor.name for tensor in ensemble.input}
     produced_names = [value for step in ensemble.ensemble_scheduling.step
                       for value in step.output_map.values()]
     assert len(produced_names) == len(set(produced_names)), produced_names
-    for step in ensemble.ensemble_scheduling.step:
+    pending = list(ensemble.ensemble_scheduling.step)
+    while pending:
+        runnable = [s for s in pending if set(s.input_map.values()) <= available]
+        assert runnable, f"no step can run: {[s.model_name for s in pending]} wait for inputs"
+        step = runnable[0]
+        pending.remove(step)
         model = configs[step.model_name]
         assert set(step.input_map) == {t.name for t in model.input}, step.model_name
         assert set(step.output_map) <= {t.name for t in model.output}, step.model_name
-        assert set(step.input_map.values()) <= available, step.model_name
         for name, value in step.output_map.items():
             produced = next(t for t in model.output if t.name == name)
             for output in ensemble.output:

@@ -62,7 +62,7 @@ def test_perf_analyzer_accepted_the_real_input_data(bench_run: tuple[Path, Path,
     output, work, results = bench_run
     swapper = json.loads((work / "input-data" / "swapper.json").read_text())
     first = swapper["data"][0]
-    assert set(first) == {"FRAME", "LANDMARKS", "PRESENCE"}
+    assert set(first) == {"FRAME", "LANDMARKS", "PRESENCE", "TARGET", "LARGEST_ONLY"}
     assert first["FRAME"]["shape"] == [results["frames"]["height"], results["frames"]["width"], 3]
     assert len(swapper["data"]) == len(results["frames"]["perf_analyzer_frames"]) > 1
     assert not [e for e in results["errors"] if "model" in e]

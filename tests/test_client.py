@@ -312,12 +312,31 @@ def test_a_stop_signal_ends_cleanly_with_a_report(faceswap_server: TritonServer,
 
 def test_demo_exports_serves_streams_and_reports(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "swaptron", "demo", "--unpaced", "--output-dir",
-         str(tmp_path / "out"), "--model-repository", str(tmp_path / "repository")],
+        [sys.executable, "-m", "swaptron", "demo", "--pair", "megamind", "--unpaced",
+         "--output-dir", str(tmp_path / "out"), "--model-repository",
+         str(tmp_path / "repository")],
         capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     check_counts(report)
     assert report["frames_received"] == 270
-    assert len(read_video(tmp_path / "out" / "megamind-a2b.mp4")) == 270
+    assert len(read_video(tmp_path / "out" / "megamind-to-b.mp4")) == 270
     assert "fps" in result.stdout and "p95" in result.stdout
+
+
+def test_demo_plays_the_real_pair_by_default(tmp_path: Path) -> None:
+    """What `make run` plays: the man of single_face.mp4 becomes the woman (weights/people)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "swaptron", "demo", "--unpaced", "--output-dir",
+         str(tmp_path / "out"), "--model-repository", str(tmp_path / "repository")],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "streaming single_face.mp4 into w" in result.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    check_counts(report)
+    assert report["frames_received"] == 72
+    swapped = read_video(tmp_path / "out" / "people-to-w.mp4")
+    source = assets.read_frames(assets.footage("single_face.mp4"))
+    assert len(swapped) == 72
+    changed = [np.abs(a.astype(int) - b).max() > 40 for a, b in zip(swapped, source, strict=True)]
+    assert sum(changed) > 60  # his face was replaced in nearly every frame

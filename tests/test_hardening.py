@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 from swaptron import assets
 from swaptron.server import access
 from swaptron.server.launcher import SHM_FOLDER, TritonServer, free_ports, stub_models
-from swaptron.specs import ENSEMBLE
+from swaptron.specs import ENSEMBLE, STREAM
 
 from helpers import (
     ABORTING_JSON,
@@ -246,13 +246,13 @@ def test_a_killed_stub_is_replaced_and_the_stream_goes_on(exported_repository: P
 
 
 def wait_for_answers(server: TritonServer, count: int, timeout_s: float = 120) -> None:
-    """Until the (current) server has answered `count` more ensemble requests."""
+    """Until the (current) server has answered `count` more requests of `swaptron stream`."""
     deadline = time.monotonic() + timeout_s
     start = None
     while time.monotonic() < deadline:
         try:
             with grpcclient.InferenceServerClient(server.grpc_url) as client:
-                stats = client.get_inference_statistics(ENSEMBLE, as_json=True)
+                stats = client.get_inference_statistics(STREAM, as_json=True)
             done = int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
             start = done if start is None else start
             if done - start >= count:

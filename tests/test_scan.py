@@ -16,7 +16,16 @@ import pytest
 from swaptron import assets
 from swaptron.networks.fake_score import EMPTY_SCORE
 from swaptron.server.launcher import TritonServer, free_ports
-from swaptron.specs import CHECKED, ENSEMBLE, FACES, FAKE_SCORE, LANDMARKS, SCAN, SWAPPED
+from swaptron.specs import (
+    CHECKED,
+    ENSEMBLE,
+    FACES,
+    FAKE_SCORE,
+    LANDMARKS,
+    SCAN,
+    STREAM_CHECKED,
+    SWAPPED,
+)
 
 from helpers import infer_frame
 
@@ -138,7 +147,7 @@ def test_stream_check_reports_the_fake_score(scan_server: TritonServer, tmp_path
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(report.read_text())
-    assert data["model"] == CHECKED
+    assert data["model"] == STREAM_CHECKED  # the stateful checked ensemble
     assert data["fake_score"]["frames_scored"] > 10
     assert all(0.0 <= f["fake_score"] <= 1.0 for f in data["frames"]
                if f["fake_score"] is not None)

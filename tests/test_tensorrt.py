@@ -74,7 +74,8 @@ def overlapping_inputs(chain: OrtChain, frame: np.ndarray, presence: tuple[float
     landmarks = found["LANDMARKS"].copy()
     landmarks[0, 1] = landmarks[0, 0] + np.array([60.0, 10.0], np.float32)
     return {"FRAME": frame[None], "LANDMARKS": landmarks,
-            "PRESENCE": np.array([presence], np.float32)}
+            "PRESENCE": np.array([presence], np.float32),
+            "TARGET": found["TARGET"], "LARGEST_ONLY": found["LARGEST_ONLY"]}
 
 
 def test_overlapping_faces_blend_the_same_way_every_time_with_slot_0_on_top(

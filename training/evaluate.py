@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from swaptron import assets
+from swaptron.networks.autoencoder import FaceAutoencoder
 from swaptron.networks.face_template import (
     FACE_OVAL,
     LEFT_EYE_OUTER,
@@ -33,7 +33,7 @@ from swaptron.networks.face_template import (
     UPPER_LIP_INNER,
 )
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
-from swaptron.specs import DIRECTIONS
+from swaptron.training.extract import read_source
 from swaptron.training.train import CHECKPOINT, HISTORY, WEIGHTS, History, load_faces, write_history
 
 TARGETS = {"swap_rate": (">=", 0.90), "pose_error_deg": ("<=", 5.0), "mouth_corr": (">=", 0.80),
@@ -107,10 +107,28 @@ def masked(faces: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return (grey - mean) / std * masks
 
 
-def holdout_frames(dataset: Path, identity: str) -> list[int]:
-    """Source frame indices of an identity's held-out faces."""
+def holdout_frames(dataset: Path, identity: str) -> list[tuple[str, int]]:
+    """(source, frame index) of an identity's held-out faces; an identity may come from
+    several videos."""
     meta = json.loads((dataset / identity / "meta.json").read_text())
-    return [r["frame"] for r in meta["faces"] if r["split"] == "holdout"]
+    return [(r["source"], r["frame"]) for r in meta["faces"] if r["split"] == "holdout"]
+
+
+def read_holdout(dataset: Path, identity: str) -> list[np.ndarray]:
+    """The frames of an identity's held-out faces, each video read once."""
+    wanted = holdout_frames(dataset, identity)
+    by_source: dict[str, list[int]] = {}
+    for source, frame in wanted:
+        by_source.setdefault(source, []).append(frame)
+    frames = {}
+    for source, indices in by_source.items():
+        if not Path(source).exists():
+            raise EvaluateError(f"{source}, a source of identity {identity}, is gone: the card "
+                                "needs the held-out frames")
+        video = read_source(Path(source))
+        for index in indices:
+            frames[(source, index)] = video[index]
+    return [frames[key] for key in wanted]
 
 
 @torch.no_grad()
@@ -178,7 +196,6 @@ def seam_ratio(item: SwappedFrame) -> float:
 def recon_errors(pipeline_weights: Path, dataset: Path, identities: list[str]
                  ) -> dict[str, float]:
     """Masked mean absolute error of held-out faces through their own decoder."""
-    from swaptron.networks.autoencoder import FaceAutoencoder
 
     model = FaceAutoencoder.load(pipeline_weights).eval()
     errors = {}
@@ -208,13 +225,14 @@ def aligned_swaps(items: list[SwappedFrame], pipeline: Pipeline) -> torch.Tensor
     return torch.cat(crops)
 
 
-def evaluate(dataset: Path, weights: Path, identities: tuple[str, str] = ("a", "b")
+def evaluate(dataset: Path, weights: Path, identities: tuple[str, ...] = ("a", "b")
              ) -> dict[str, object]:
-    """Every metric of the card (numbers rounded for reading)."""
+    """Every metric of the card (numbers rounded for reading). Each identity's held-out faces
+    are swapped into the other one ("a2b": a's faces become b)."""
     if not weights.is_file():
         raise EvaluateError(f"{weights} is missing: run `swaptron train` first")
-    source = Path(json.loads((dataset / identities[0] / "meta.json").read_text())["source"])
-    video = assets.read_frames(source)
+    if len(identities) != 2:
+        raise EvaluateError(f"the card compares two identities, got {list(identities)}")
     train_faces = {n: load_faces(dataset, n, "train") for n in identities}
     holdout_faces = {n: load_faces(dataset, n, "holdout") for n in identities}
     classifier = train_classifier(*(masked(f.images, f.masks) for f in train_faces.values()))
@@ -224,9 +242,10 @@ def evaluate(dataset: Path, weights: Path, identities: tuple[str, str] = ("a", "
     swap_rates, pose_errors, openings, seams = {}, [], [], []
     opening_directions: list[str] = []
     for source_label, name in enumerate(identities):
-        direction = next(d for d, target in DIRECTIONS.items() if target != name)
-        pipeline = build_pipeline(PipelineOptions(weights=weights, direction=direction))
-        items = swap_frames(pipeline, [video[i] for i in holdout_frames(dataset, name)])
+        target = identities[1 - source_label]
+        direction = f"{name}2{target}"
+        pipeline = build_pipeline(PipelineOptions(weights=weights, identity=target))
+        items = swap_frames(pipeline, read_holdout(dataset, name))
         with torch.no_grad():
             labels = classifier(aligned_swaps(items, pipeline)).argmax(1)
         swap_rates[direction] = float((labels == 1 - source_label).float().mean())
@@ -277,9 +296,12 @@ def meets(card: dict[str, object]) -> dict[str, bool]:
 
 
 def write_card(dataset: Path, output: Path) -> dict[str, object]:
-    """Evaluate the weights in `output` and write card.json, TRAINING.md and loss.png there."""
+    """Evaluate the weights in `output` (their two identities, in name order) and write
+    card.json, TRAINING.md and loss.png there."""
     weights = output / WEIGHTS
-    card = evaluate(dataset, weights)
+    if not weights.is_file():
+        raise EvaluateError(f"{weights} is missing: run `swaptron train` first")
+    card = evaluate(dataset, weights, tuple(FaceAutoencoder.load(weights).decoders))
     history = load_history(output)
     card["steps"] = history.get("steps", 0)
     card["minutes"] = history.get("minutes", 0.0)
@@ -328,13 +350,16 @@ def plot_loss(losses: list[float], stride: int, path: Path) -> None:
 
 
 def identity_lines(dataset: Path, card: dict[str, object]) -> list[str]:
-    """One line per identity: its source and the frames its faces came from."""
+    """One line per identity: its sources and the frames its faces came from."""
     lines = []
     for name in card["recon_error_by_identity"]:  # type: ignore[attr-defined]
-        meta = json.loads((dataset / name / "meta.json").read_text())
-        frames = sorted(face["frame"] for face in meta["faces"])
-        lines.append(f"- identity `{name}`: {len(frames)} faces from "
-                     f"`{Path(meta['source']).name}`, frames {frame_ranges(frames)}")
+        faces = json.loads((dataset / name / "meta.json").read_text())["faces"]
+        by_source: dict[str, list[int]] = {}
+        for face in faces:
+            by_source.setdefault(face["source"], []).append(face["frame"])
+        parts = [f"`{Path(source).name}` frames {frame_ranges(sorted(frames))}"
+                 for source, frames in by_source.items()]
+        lines.append(f"- identity `{name}`: {len(faces)} faces from {'; '.join(parts)}")
     return lines
 
 

@@ -3,8 +3,9 @@
 Faces are found by our own detector and landmarker (the modules the graphs are exported from,
 run eagerly: no export is needed) and aligned with the swapper's own `align_faces`, so training
 sees exactly what the swapper will. Each identity gets a folder of SxS crops and masks plus
-`meta.json` (source frame, box, landmarks, split); every fifth extracted frame is held out of
-training.
+`meta.json` (source, frame, box, landmarks, split); every fifth extracted frame is held out of
+training. An identity can gather faces from several sources: extracting it again from another
+video adds to it (extracting again from the same video replaces that video's faces).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def extract(source: Path, identities: list[str], output: Path, face_size: int
         folder = output / name
         (folder / "faces").mkdir(parents=True, exist_ok=True)
         (folder / "masks").mkdir(exist_ok=True)
+        kept = earlier_records(folder, source, face_size)
         records: list[FaceRecord] = []
         for index in tqdm(indices, desc=f"extract {name}", unit="frame"):
             found = finder.find(frames[index][None])
@@ -110,17 +112,32 @@ def extract(source: Path, identities: list[str], output: Path, face_size: int
             if presence[0] < PRESENCE_THRESHOLD:
                 continue
             crop, mask = align_one(frames[index], landmarks[0], template, face_size, blend)
-            file = f"{index:06d}.png"
+            file = f"{source.stem}-{index:06d}.png"
             cv2.imwrite(str(folder / "faces" / file), crop)
             cv2.imwrite(str(folder / "masks" / file), mask)
             split = "holdout" if len(records) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 else "train"
             records.append(FaceRecord(file, str(source), index, faces[0, :4].tolist(),
                                       float(faces[0, 4]), landmarks[0].round(3).tolist(), split))
-        meta = {"face_size": face_size, "source": str(source),
-                "faces": [asdict(record) for record in records]}
+        faces = kept + [asdict(record) for record in records]
+        sources = list(dict.fromkeys(record["source"] for record in faces))
+        meta = {"face_size": face_size, "source": sources[0] if sources else str(source),
+                "sources": sources, "faces": faces}
         (folder / "meta.json").write_text(json.dumps(meta))
-        counts[name] = len(records)
+        counts[name] = len(faces)
     return counts
+
+
+def earlier_records(folder: Path, source: Path, face_size: int) -> list[dict[str, object]]:
+    """The identity's faces from other sources, kept when it is extracted from one more.
+    ExtractError when they were extracted at another face size."""
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        return []
+    meta = json.loads(meta_path.read_text())
+    if meta.get("face_size") != face_size:
+        raise ExtractError(f"{folder} holds faces of size {meta.get('face_size')}, not "
+                           f"{face_size}: extract into a new folder")
+    return [record for record in meta["faces"] if record["source"] != str(source)]
 
 
 def align_one(frame: np.ndarray, landmarks: np.ndarray, template: torch.Tensor, face_size: int,

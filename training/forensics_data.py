@@ -35,7 +35,7 @@ from swaptron.networks.pipeline import (
     build_finder,
     build_pipeline,
 )
-from swaptron.specs import DIRECTIONS, LANDMARKS, PRESENCE, SWAPPED
+from swaptron.specs import LANDMARKS, PRESENCE, SWAPPED
 
 CROP_SIZE = 256
 PRESENCE_THRESHOLD = 0.5
@@ -151,9 +151,8 @@ def swap_pipelines(weights: list[Path]) -> dict[str, Pipeline]:
     pipelines = {}
     for path in weights:
         for identity in FaceAutoencoder.load(path).decoders:
-            direction = next(d for d, target in DIRECTIONS.items() if target == identity)
             pipelines[f"swap:{path.parent.name}:{identity}"] = build_pipeline(
-                PipelineOptions(max_faces=1, weights=path, direction=direction))
+                PipelineOptions(max_faces=1, weights=path, identity=identity))
     return pipelines
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from google.protobuf import text_format
@@ -16,8 +18,11 @@ from swaptron.specs import (
     LANDMARKS,
     PUBLISHED_SUFFIX,
     RESET,
+    SELECTOR,
     STABILIZER,
     SWAPPER,
+    EnsembleSpec,
+    Step,
     ensembles,
     faceswap_ensemble,
     model_specs,
@@ -105,3 +110,39 @@ def test_the_stabilizer_is_sequence_batched_with_its_state_where_the_backend_kee
         assert pairs == {(s.before.name, s.after.name) for s in spec.states}
         assert all(s.initial_state[0].zero_data for s in batching.state)
         assert batching.oldest.max_candidate_sequences == 32
+
+
+@pytest.mark.parametrize("forensics", [False, True])
+def test_the_sole_reader_of_an_ensemble_input_is_listed_first(forensics: bool) -> None:
+    """Triton 2.51 charges an ensemble input that a request's pruning leaves unread to the
+    config's first step: that must be the step reading it alone (the selector)."""
+    for ensemble in ensembles(2, forensics):
+        listed = ensemble.config_steps()
+        assert sorted(s.model for s in listed) == sorted(s.model for s in ensemble.wiring())
+        readers = {t.name: [s.model for s in listed if t.name in s.input_map.values()]
+                   for t in ensemble.inputs}
+        sole = {found[0] for found in readers.values() if len(found) == 1}
+        if SELECTOR in {s.model.name for s in ensemble.steps}:
+            assert sole == {SELECTOR}, ensemble.name
+        assert listed[0].model in (sole or {listed[0].model}), ensemble.name
+
+
+def test_two_sole_readers_are_refused() -> None:
+    specs = model_specs(2)
+    base = faceswap_ensemble(2)
+    alone = EnsembleSpec("alone", (Step(specs[DETECTOR]), Step(specs[SELECTOR])), base.inputs,
+                         ())  # the detector alone reads FRAME, the selector alone IDENTITY
+    with pytest.raises(ValueError, match="detector, selector each read an ensemble input alone"):
+        alone.config_steps()
+
+
+@pytest.mark.parametrize("forensics", [False, True])
+def test_every_ensemble_is_a_chain_so_a_refusal_leaves_nothing_running(forensics: bool) -> None:
+    """Each step reads an output of the step before it, so no two steps of one request run at
+    once: a step that refuses a request (an unknown IDENTITY, a full stream table) never leaves a
+    sibling reading inputs that Triton 2.51 releases with the failed request (that crashed it)."""
+    for ensemble in ensembles(2, forensics):
+        steps = ensemble.wiring()
+        for before, after in itertools.pairwise(steps):
+            assert set(before.output_map.values()) & set(after.input_map.values()), (
+                ensemble.name, before.model, after.model)
