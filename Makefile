@@ -60,7 +60,7 @@ demo-weights: setup
 # of face_noface.mov / noface_face.mov that show him; the woman w: WolfgangLanger_Pexels.mp4).
 people-weights: setup
 	@$(BIN)/swaptron extract --pair people
-	@$(BIN)/swaptron train --pair people --minutes 55 --threads 2
+	@$(BIN)/swaptron train --pair people --minutes 75 --threads 2
 
 # Rebuild the forgery detectors: dataset, two runs per model (with our swaps; self-blends only),
 # card and committed weights, in about 100 minutes on 2 CPU cores. Every run checkpoints:

@@ -12,6 +12,7 @@ import torch
 
 from swaptron import assets
 from swaptron.networks.autoencoder import FaceAutoencoder
+from swaptron.training.evaluate import TARGETS
 from swaptron.training.extract import ExtractError, extract, parse_ranges
 from swaptron.training.train import TrainOptions, load_faces, train
 
@@ -78,14 +79,23 @@ def test_a_few_steps_lower_the_loss(small_dataset: Path, tmp_path: Path) -> None
     assert more.steps == 45 and len(more.losses) == 45
 
 
-def test_committed_demo_weights_and_card() -> None:
-    assert assets.demo_weights().is_file(), "demo weights missing: run `make demo-weights`"
-    assert assets.demo_weights().stat().st_size < 50 * 1024 * 1024
-    model = FaceAutoencoder.load(assets.demo_weights())
+@pytest.mark.parametrize(("pair", "identities"), [("megamind", {"a", "b"}),
+                                                  ("people", {"m", "w"})])
+def test_committed_weights_and_cards(pair: str, identities: set[str]) -> None:
+    weights = assets.pair_weights(pair)
+    assert weights.is_file(), f"{pair} weights missing: make demo-weights or people-weights"
+    assert weights.stat().st_size < 50 * 1024 * 1024
+    model = FaceAutoencoder.load(weights)
     assert model.preset.name == "lite" and model.preset.face_size == 64
-    assert set(model.decoders) == {"a", "b"}
-    card = json.loads((assets.demo_weights().parent / "card.json").read_text())
+    assert set(model.decoders) == identities
+    card = json.loads((weights.parent / "card.json").read_text())
     for key in CARD_KEYS:
         assert key in card, key
-    assert (assets.demo_weights().parent / "TRAINING.md").is_file()
-    assert (assets.demo_weights().parent / "loss.png").stat().st_size > 1000
+    assert set(card["meets_targets"]) == set(card["targets"]) == set(TARGETS)
+    for key, met in card["meets_targets"].items():  # a miss stays visible, never rounded away
+        sense, bar = TARGETS[key]
+        assert met == (card[key] >= bar if sense == ">=" else card[key] <= bar), key
+    directions = {f"{a}2{b}" for a in identities for b in identities if a != b}
+    assert set(card["swap_rate_by_direction"]) == directions
+    assert (weights.parent / "TRAINING.md").is_file()
+    assert (weights.parent / "loss.png").stat().st_size > 1000

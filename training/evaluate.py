@@ -404,8 +404,8 @@ def training_markdown(card: dict[str, object], dataset: Path) -> str:
         "",
         "![loss](loss.png)",
         "",
-        "Reproduce: `swaptron extract && swaptron train --minutes "
-        f"{round(float(card['minutes']))} --threads 2` (dataset in `{dataset.name}`), then "
-        "`swaptron evaluate`.",
+        f"Reproduce: `swaptron extract --pair {dataset.name} && swaptron train --pair "
+        f"{dataset.name} --minutes {round(float(card['minutes']))} --threads 2` (dataset "
+        f"`build/datasets/{dataset.name}`), then `swaptron evaluate --pair {dataset.name}`.",
         "",
     ])
