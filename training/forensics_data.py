@@ -107,18 +107,10 @@ def split_of(index: int, count: int, source: str) -> str | None:
 
 def read_video(source: Source) -> list[np.ndarray]:
     """Every frame of a source; PrepareError when it cannot be decoded."""
-    capture = cv2.VideoCapture(str(source.path))
-    if not capture.isOpened():
-        raise PrepareError(f"cannot decode {source.name} ({source.path})")
-    frames = []
     try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        capture.release()
+        frames = assets.read_frames(source.path)
+    except assets.AssetError as error:
+        raise PrepareError(f"cannot decode {source.name} ({source.path})") from error
     if not frames:
         raise PrepareError(f"{source.name} ({source.path}) holds no frame")
     return frames
