@@ -224,6 +224,16 @@ def version_folders(model: Path) -> list[Path]:
     return [p for p in model.iterdir() if p.is_dir() and p.name.isdigit() and any(p.iterdir())]
 
 
+def python_models(repository: Path) -> set[str]:
+    """Names of a repository's Python-backend models: each runs in a stub process of its own."""
+    names = set()
+    for path in repository.glob("*/config.pbtxt"):
+        with contextlib.suppress(text_format.ParseError, DecodeError, OSError):
+            if text_format.Parse(path.read_text(), mc.ModelConfig()).backend == "python":
+                names.add(path.parent.name)
+    return names
+
+
 def unexported_models(repository: Path) -> list[str]:
     """Models whose configs are there but whose files are not (a fresh clone before export).
 
@@ -346,6 +356,7 @@ class TritonServer:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         self._stubs: dict[int, str] = {}
+        self._python_models: set[str] = set()
         self._restarts: list[float] = []
 
     @property
@@ -402,6 +413,7 @@ class TritonServer:
     def start(self) -> TritonServer:
         """Check, start and wait until ready; raises ServerError and leaves nothing running."""
         self.preflight()
+        self._python_models = python_models(self.repository)
         self._stopping.clear()
         self._launch(truncate_log=True)
         if self.supervise:
@@ -483,6 +495,11 @@ class TritonServer:
             for pid, model in self._stubs.items():
                 if pid not in alive:
                     return f"the Python stub of model '{model}' (pid {pid}) died"
+            # a stub killed between readiness and the first look at the stubs has no pid on
+            # record: its model has no stub at all
+            gone = sorted(self._python_models - set(alive.values()))
+            if gone:
+                return f"the Python stub of model '{gone[0]}' died (no stub process left)"
             self._stubs.update(alive)
         return None
 
