@@ -254,7 +254,9 @@ def refused_stream(error: str) -> StreamError | None:
 class Streamer:
     """One client run: capture, send, receive, report."""
 
-    def __init__(self, source: FrameSource, options: StreamOptions, delivery: Delivery) -> None:
+    def __init__(self, source: FrameSource | None, options: StreamOptions,
+                 delivery: Delivery) -> None:
+        """`source` None: frames are put into the mailbox by the caller (the web gateway)."""
         self.source = source
         self.options = options
         self.delivery = delivery
@@ -269,6 +271,8 @@ class Streamer:
         An unpaced source is read only when the sender asks for a frame, so its capture time is
         when the client could send it, as with a camera that always has a fresh frame.
         """
+        if self.source is None:
+            return
         try:
             while not self.stopping.is_set():
                 if not self.source.paced:

@@ -49,6 +49,9 @@ COMMANDS = (
             "swaptron.scan:run", "swaptron.scan:add_arguments"),
     Command("stream", "stream a camera, video or image folder through the ensemble and measure "
             "FPS and latency", "swaptron.client.cli:run", "swaptron.client.cli:add_arguments"),
+    Command("web", "the browser page: webcam in, swapped stream back, live FPS and latency "
+            "(serves the embedded server too unless --url)", "swaptron.web.cli:run",
+            "swaptron.web.cli:add_arguments"),
     Command("identities", "list the identities a server swaps into (for --identity)",
             "swaptron.client.identities:run", "swaptron.client.identities:add_arguments"),
     Command("bench", "perf_analyzer and the baselines side by side, with the targets, tables "

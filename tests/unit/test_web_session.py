@@ -1,0 +1,79 @@
+"""The web gateway's message handling and safety checks, without a server or a browser."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from swaptron.specs import FACES, FAKE_SCORE, SWAPPED
+from swaptron.web.gateway import GatewayError, GatewayOptions, check_options, is_loopback
+from swaptron.web.session import (
+    HEADER_LENGTH,
+    TIMESTAMP,
+    PageMessageError,
+    RateCap,
+    decode_frame,
+    encode_answer,
+)
+
+
+def jpeg(frame: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", frame, (cv2.IMWRITE_JPEG_QUALITY, 95))[1].tobytes()
+
+
+def test_a_page_frame_decodes_to_the_bgr_frame_and_its_timestamp() -> None:
+    frame = np.zeros((96, 128, 3), np.uint8)
+    frame[:, :, 2] = 200  # red in BGR
+    page_time, decoded = decode_frame(TIMESTAMP.pack(1234.5) + jpeg(frame))
+    assert page_time == 1234.5
+    assert decoded.shape == (96, 128, 3)
+    assert abs(int(decoded[..., 2].mean()) - 200) <= 2 and decoded[..., 0].mean() < 3
+
+
+@pytest.mark.parametrize(("message", "words"), [
+    (b"\x01\x02", "8-byte timestamp"),
+    (TIMESTAMP.pack(1.0) + b"GIF89a" * 20, "not a JPEG"),
+    (TIMESTAMP.pack(float("nan")) + b"\xff\xd8", "not a finite number"),
+    (TIMESTAMP.pack(1.0) + jpeg(np.zeros((32, 640, 3), np.uint8)), "640x32 pixels"),
+    (TIMESTAMP.pack(1.0) + jpeg(np.zeros((64, 2000, 3), np.uint8)), "2000x64 pixels"),
+])
+def test_bad_page_frames_are_refused_by_name(message: bytes, words: str) -> None:
+    with pytest.raises(PageMessageError, match=words):
+        decode_frame(message)
+
+
+def test_an_answer_carries_the_page_time_faces_score_and_a_jpeg() -> None:
+    swapped = np.full((80, 100, 3), 120, np.uint8)
+    faces = np.array([[10, 20, 50, 60, 0.9], [0, 0, 0, 0, 0]], np.float32)
+    message = encode_answer(77.25, {SWAPPED: swapped, FACES: faces,
+                                    FAKE_SCORE: np.array([0.25, -1], np.float32)}, 90,
+                            {"wait": 1.0, "triton": 30.0})
+    (length,) = HEADER_LENGTH.unpack_from(message)
+    header = json.loads(message[4:4 + length])
+    assert header["t"] == 77.25
+    assert header["faces"] == [[10.0, 20.0, 50.0, 60.0, 0.9]]  # the empty slot is left out
+    assert header["fake_score"] == 0.25
+    image = cv2.imdecode(np.frombuffer(message[4 + length:], np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (80, 100, 3) and abs(int(image.mean()) - 120) <= 2
+
+
+def test_the_rate_cap_lets_a_burst_of_two_then_the_rate_through() -> None:
+    cap = RateCap(rate=10.0)
+    assert [cap.allow() for _ in range(4)] == [True, True, False, False]
+    time.sleep(0.12)
+    assert cap.allow()
+
+
+def test_leaving_loopback_needs_a_long_token() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+    check_options(GatewayOptions(host="127.0.0.1"))
+    check_options(GatewayOptions(host="0.0.0.0", token="t" * 16))
+    with pytest.raises(GatewayError, match="pass --token"):
+        check_options(GatewayOptions(host="0.0.0.0"))
+    with pytest.raises(GatewayError, match="too short"):
+        check_options(GatewayOptions(host="0.0.0.0", token="short"))

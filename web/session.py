@@ -1,0 +1,216 @@
+"""One browser session: JPEG frames from a websocket into a Triton stream, swapped JPEGs back.
+
+A session is the client's `Streamer` without its capture loop. The websocket handler decodes each
+frame and offers it to the streamer's one-frame mailbox: a newer frame replaces one still waiting
+(the page is told that one dropped). The streamer's pipelined sender keeps a bounded window in
+flight on one grpc.aio stream with the session's own sequence id, and ends the sequence when the
+session ends, so the server frees the stream's state at once. Each answer goes back to the page
+with the page's own capture time, so the page measures glass to glass.
+
+Wire format (the page's app.js speaks the same):
+- page -> gateway, binary: float64 little-endian capture time (the page's performance.now(),
+  ms), then one JPEG;
+- page -> gateway, text: {"type": "choose", "identity": name|null, "faces": "all"|"largest"};
+- gateway -> page, binary: uint32 little-endian header length, a JSON header {"t": capture
+  time, "faces": [[x1, y1, x2, y2, score], ...] in pixels, "fake_score": float|null}, then the
+  swapped JPEG;
+- gateway -> page, text: {"type": "hello" | "dropped" | "failed" | "refused" | "busy" | "error",
+  ...}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from swaptron.client.infer import SwapChoices
+from swaptron.client.metrics import StreamMetrics
+from swaptron.client.sources import Captured
+from swaptron.client.stream import Delivery, Streamer, StreamOptions, frame_fake_score
+from swaptron.specs import (
+    FACE_CHOICES,
+    FACES,
+    FAKE_SCORE,
+    FRAME_MAX_PIXELS,
+    FRAME_MAX_SIDE,
+    FRAME_MIN_SIDE,
+    SWAPPED,
+)
+
+TIMESTAMP = struct.Struct("<d")
+HEADER_LENGTH = struct.Struct("<I")
+
+
+class PageMessageError(ValueError):
+    """A page message the gateway refuses (a malformed frame, an unknown choice); the message
+    names what was wrong."""
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What one session may do."""
+
+    max_fps: float = 30.0  # frames a second a page may send; faster ones are refused
+    max_inflight: int = 1  # frames waiting for Triton at once (the newest waiting frame wins)
+    jpeg_quality: int = 85  # of the swapped frames sent back
+
+
+def decode_frame(message: bytes) -> tuple[float, np.ndarray]:
+    """(page capture time in ms, BGR frame [H,W,3] as FRAME takes it) of a page's binary
+    message; PageMessageError naming the fault for a short message, bytes that are not a JPEG,
+    or a frame outside the server's size limits."""
+    if len(message) <= TIMESTAMP.size:
+        raise PageMessageError(f"a frame message is an 8-byte timestamp and a JPEG; got "
+                           f"{len(message)} bytes")
+    (page_time,) = TIMESTAMP.unpack_from(message)
+    if not np.isfinite(page_time):
+        raise PageMessageError("the frame's timestamp is not a finite number")
+    image = cv2.imdecode(np.frombuffer(message, np.uint8, offset=TIMESTAMP.size),
+                         cv2.IMREAD_COLOR)
+    if image is None:
+        raise PageMessageError("the frame is not a JPEG the gateway can decode")
+    height, width = image.shape[:2]
+    if (min(height, width) < FRAME_MIN_SIDE or max(height, width) > FRAME_MAX_SIDE
+            or height * width > FRAME_MAX_PIXELS):
+        raise PageMessageError(f"the frame is {width}x{height} pixels; frames must have sides "
+                           f"between {FRAME_MIN_SIDE} and {FRAME_MAX_SIDE} and at most "
+                           f"{FRAME_MAX_PIXELS} pixels")
+    return page_time, image
+
+
+def encode_answer(page_time: float, tensors: dict[str, np.ndarray], quality: int,
+                  timing: dict[str, float]) -> bytes:
+    """The binary message of a swapped frame: header length, JSON header (with the gateway's
+    own milliseconds: waiting for a window slot, and Triton's round trip), JPEG."""
+    swapped = tensors[SWAPPED]
+    ok, jpeg = cv2.imencode(".jpg", swapped,
+                            (cv2.IMWRITE_JPEG_QUALITY, quality))
+    if not ok:
+        raise PageMessageError("the swapped frame could not be encoded as JPEG")
+    faces = tensors.get(FACES)
+    boxes = [] if faces is None else [
+        [round(float(v), 1) for v in row[:4]] + [round(float(row[4]), 3)]
+        for row in faces if row[4] > 0]
+    header = json.dumps({"t": page_time, "faces": boxes,
+                         "fake_score": frame_fake_score(tensors.get(FAKE_SCORE)),
+                         "gateway_ms": timing}).encode()
+    return HEADER_LENGTH.pack(len(header)) + header + jpeg.tobytes()
+
+
+class RateCap:
+    """A token bucket: at most `rate` frames a second, with a burst of two."""
+
+    def __init__(self, rate: float, burst: float = 2.0) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.last = time.monotonic()
+
+    def allow(self) -> bool:
+        """True when one more frame fits under the cap now."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+Send = Callable[[bytes | str], Awaitable[None]]
+
+
+class PageDelivery(Delivery):
+    """Delivery of answers back to the page: each outcome goes to an outbox the session's
+    writer drains (encoding happens off the event loop)."""
+
+    def __init__(self, metrics: StreamMetrics, outbox: asyncio.Queue[tuple[str, Captured,
+                                                                          object]]) -> None:
+        super().__init__(metrics, None, None, None)
+        self.outbox = outbox
+
+    def received(self, item: Captured, tensors: dict[str, np.ndarray]) -> None:
+        """A swapped frame came back."""
+        super().received(item, tensors)
+        self.outbox.put_nowait(("received", item, tensors))
+
+    def lost(self, item: Captured, status: str, error: str | None = None) -> None:
+        """A frame was dropped (a newer one replaced it) or failed."""
+        super().lost(item, status, error)
+        self.outbox.put_nowait((status, item, error))
+
+
+class PageSession:
+    """One websocket's stream: frames in, answers out, counted."""
+
+    def __init__(self, options: StreamOptions, limits: SessionLimits, send: Send,
+                 identities: list[str]) -> None:
+        self.limits = limits
+        self.send = send
+        self.identities = identities
+        self.outbox: asyncio.Queue[tuple[str, Captured, object]] = asyncio.Queue()
+        self.metrics = StreamMetrics(origin=time.monotonic())
+        self.streamer = Streamer(None, replace(options, max_inflight=limits.max_inflight,
+                                               live=False),
+                                 PageDelivery(self.metrics, self.outbox))
+        self.page_times: dict[int, float] = {}
+        self.rate = RateCap(limits.max_fps)
+        self.next_index = 0
+
+    def choose(self, message: dict[str, object]) -> None:
+        """Apply a page's identity and face choice to the next frames; PageMessageError naming an
+        unknown one."""
+        identity, faces = message.get("identity"), message.get("faces")
+        if identity is not None and identity not in self.identities:
+            raise PageMessageError(f"unknown identity {identity!r}; the server has "
+                               f"{', '.join(self.identities)}")
+        if faces is not None and faces not in FACE_CHOICES:
+            raise PageMessageError(f"unknown faces {faces!r}; choose {' or '.join(FACE_CHOICES)}")
+        choices = SwapChoices(identity if isinstance(identity, str) else None,
+                              faces if isinstance(faces, str) else None)
+        self.streamer.options = replace(self.streamer.options, choices=choices)
+
+    async def frame(self, message: bytes) -> None:
+        """A page frame: refused over the rate cap or when malformed, else into the mailbox."""
+        if not self.rate.allow():
+            page_time = TIMESTAMP.unpack_from(message)[0] if len(message) >= 8 else None
+            await self.send(json.dumps({"type": "dropped", "t": page_time,
+                                        "reason": "over the session's frame-rate cap "
+                                                  f"({self.limits.max_fps:g} fps)"}))
+            return
+        page_time, image = await asyncio.to_thread(decode_frame, message)
+        item = Captured(self.next_index, image, time.monotonic())
+        self.next_index += 1
+        self.page_times[item.index] = page_time
+        self.streamer.delivery.captured(item)
+        replaced = await self.streamer.mailbox.offer(item)
+        if replaced is not None:
+            self.streamer.delivery.lost(replaced, "dropped")
+
+    async def write(self) -> None:
+        """Send each outcome to the page, in the order they happened."""
+        while True:
+            status, item, detail = await self.outbox.get()
+            page_time = self.page_times.pop(item.index, None)
+            if status == "received":
+                frame = self.metrics.frames.pop(item.index)
+                timing = {"wait": round((frame.send - frame.capture) * 1000, 1),
+                          "triton": round((frame.receive - frame.send) * 1000, 1)}
+                answer = await asyncio.to_thread(encode_answer, page_time, detail,
+                                                 self.limits.jpeg_quality, timing)
+                await self.send(answer)
+            else:
+                self.metrics.frames.pop(item.index, None)
+                await self.send(json.dumps({"type": status, "t": page_time, "error": detail}))
+
+    async def finish(self) -> None:
+        """The page left: stop taking frames, let what is in flight end, end the sequence."""
+        self.streamer.stopping.set()
+        await self.streamer.mailbox.close()
