@@ -72,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identities", action="store_true",
                         help="only the identities table: perf_analyzer on faceswap with one "
                              "identity against mixed identities per request (identities.md)")
+    parser.add_argument("--web", action="store_true",
+                        help="only the page, glass to glass: headless Chromium streams Megamind "
+                             "at 24 FPS through `swaptron web` (--seconds, default 30), beside "
+                             "the Python client (web.md)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
                              "gets the latest table (default: README.md when writing to "
@@ -91,6 +95,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--stability")
     if args.identities:
         parts.append("--identities")
+    if args.web:
+        parts.append("--web")
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -127,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         from swaptron.benchmarks.identities import identities_markdown, run_identities
 
         print(identities_markdown(run_identities(args.output_dir, args.work_dir / "identities")))
+        return 0
+    if args.web:
+        from swaptron.benchmarks.web import run_web, web_markdown
+
+        print(web_markdown(run_web(args.output_dir, args.work_dir / "web", args.seconds or 30.0)))
         return 0
     readme = args.readme
     if readme is None and args.output_dir.resolve() == DEFAULT_RESULTS.resolve():

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -177,7 +178,7 @@ def flag_values(command: list[str], flag: str) -> list[str]:
 
 
 def test_compose_file_validates(compose: Compose) -> None:
-    for flags in ([], ["--profile", "cpu"], ["--profile", "client"]):
+    for flags in ([], ["--profile", "cpu"], ["--profile", "client"], ["--profile", "web"]):
         result = compose.run(flags, ["config", "--quiet"], compose_env())
         assert result.returncode == 0, (flags, result.stderr)
 
@@ -186,13 +187,14 @@ def test_documented_commands_start_the_right_services(compose: Compose) -> None:
     assert compose.started(compose_env(), []) == {"engines", "triton"}
     assert compose.started(compose_env(), ["cpu"]) == {"triton-cpu"}
     assert compose.started(compose_env(), ["client"]) == {"client"}
+    assert compose.started(compose_env(), ["cpu", "web"]) == {"triton-cpu", "web"}
     assert compose.started(compose_env(COMPOSE_PROFILES="cpu"), []) == {"triton-cpu"}
 
 
 def test_every_service_is_behind_a_profile(services: dict[str, dict]) -> None:
     profiles = {name: service.get("profiles") for name, service in services.items()}
     assert profiles == {"engines": ["gpu"], "triton": ["gpu"], "triton-cpu": ["cpu"],
-                        "client": ["client"]}
+                        "client": ["client"], "web": ["web"]}
     env_file = (CHECKOUT / ".env").read_text().splitlines()
     assert "COMPOSE_PROFILES=gpu" in env_file
 
@@ -219,7 +221,7 @@ def test_gpu_services_reserve_the_same_gpu_and_cpu_ones_none(services: dict[str,
         assert device["driver"] == "nvidia"
         assert device["capabilities"] == ["gpu"]
         assert device["device_ids"] == ["0"]
-    for name in ("triton-cpu", "client"):
+    for name in ("triton-cpu", "client", "web"):
         assert gpu_devices(services[name]) == []
 
 
@@ -368,3 +370,29 @@ def test_the_admin_key_guards_the_control_apis(compose_server: TritonServer) -> 
     assert compose_server.alive()
 
 
+
+
+def test_the_web_page_is_local_and_needs_the_token_from_the_environment(
+        compose: Compose, services: dict[str, dict]) -> None:
+    web = services["web"]
+    command = web["command"]
+    assert command[:2] == ["swaptron", "web"]
+    assert flag_values(command, "--url") == ["triton:8001"]
+    # every address inside the container, so `swaptron web` refuses to start without a token
+    assert flag_values(command, "--host") == ["0.0.0.0"]
+    assert published(web) == {("127.0.0.1", 8080, 8080)}
+    assert web["build"]["dockerfile"] == services["client"]["build"]["dockerfile"]
+    token = "t" * 32
+    with_token = compose.config(compose_env(SWAPTRON_WEB_TOKEN=token,
+                                            SWAPTRON_WEB_BIND="0.0.0.0"))["services"]["web"]
+    assert with_token["environment"]["SWAPTRON_WEB_TOKEN"] == token
+    assert published(with_token) == {("0.0.0.0", 8080, 8080)}
+
+
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    dockerfile = (CHECKOUT / "deploy" / "client.Dockerfile").read_text()
+    ignore = (CHECKOUT / "deploy" / "client.Dockerfile.dockerignore").read_text().splitlines()
+    pyproject = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())
+    for folder in pyproject["tool"]["setuptools"]["package-dir"].values():
+        assert f"COPY {folder} {folder}" in dockerfile, folder
+        assert f"!{folder}" in ignore, folder

@@ -177,7 +177,8 @@ class Gateway:
         await socket.send_str(json.dumps({
             "type": "hello", "identities": self.identities, "default": self.default_identity,
             "faces": list(FACE_CHOICES), "checked": self.checked, "model": self.model,
-            "max_fps": self.options.limits.max_fps}))
+            "max_fps": self.options.limits.max_fps,
+            "max_inflight": self.options.limits.max_inflight}))
         writer = asyncio.create_task(session.write())
         async with aioclient.InferenceServerClient(self.options.url) as client:
             channel = open_channel(self.options.url)

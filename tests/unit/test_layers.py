@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {  # folder -> package
     "swaptron": "swaptron", "networks": "swaptron.networks", "export": "swaptron.export",
     "training": "swaptron.training", "server": "swaptron.server", "client": "swaptron.client",
-    "benchmarks": "swaptron.benchmarks",
+    "benchmarks": "swaptron.benchmarks", "web": "swaptron.web",
 }
 BASE = {"swaptron.arguments", "swaptron.assets", "swaptron.specs", "swaptron.weights"}
 # what each layer may import from swaptron (besides its own package)
@@ -21,6 +21,9 @@ ALLOWED = {
     "swaptron.training": BASE | {"swaptron.networks"},
     "swaptron.server": BASE,
     "swaptron.client": BASE | {"swaptron.server.access"},
+    # the gateway and page sit on the client; its command starts the embedded server as demo does
+    "swaptron.web": BASE | {"swaptron.client", "swaptron.server.launcher", "swaptron.embedded",
+                            "swaptron.demo", "swaptron.networks.pipeline"},
 }
 TOP = {"swaptron.cli", "swaptron.demo", "swaptron.doctor", "swaptron.__main__",
        "swaptron.embedded", "swaptron.scan"}

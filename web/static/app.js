@@ -11,7 +11,7 @@ const KEEP_LATENCIES = 240;   // the live percentiles cover the last 10 s at 24 
 const KEEP_SENT = 16;         // sent JPEGs kept to pair with their answers (the test's check)
 
 const state = {
-  socket: null, timer: null, streaming: false, capturing: false, skipped: 0, sent: 0, received: 0, dropped: 0, failed: 0,
+  socket: null, timer: null, streaming: false, window: 2, capturing: false, skipped: 0, sent: 0, received: 0, dropped: 0, failed: 0,
   latencies: [], allLatencies: [], gatewayWait: [], triton: [], shown: [], fake: null, sentJpegs: new Map(), lastPair: null,
   status: "",
 };
@@ -64,7 +64,13 @@ async function capture(video, canvas) {
   // frames go out once the gateway said hello (a busy gateway never does)
   if (!state.streaming || socket.readyState !== WebSocket.OPEN || !video.videoWidth) return;
   // a frame still encoding, or a socket still sending: skip this tick, send the next fresh frame
-  if (state.capturing || socket.bufferedAmount > 0) { state.skipped += 1; return; }
+  // or as many frames on their way as the gateway can hold (its window and one waiting frame):
+  // a frame sent then would only replace the waiting one, after costing an encode and a decode
+  const inflight = state.sent - state.received - state.dropped - state.failed;
+  if (state.capturing || socket.bufferedAmount > 0 || inflight >= state.window) {
+    state.skipped += 1;
+    return;
+  }
   state.capturing = true;
   try {
     const t = performance.now();
@@ -113,6 +119,7 @@ function onMessage(event) {
   const message = JSON.parse(event.data);
   if (message.type === "hello") {
     state.streaming = true;
+    state.window = message.max_inflight;
     fillPicker($("identity"), message.identities, message.default);
     fillPicker($("faces"), message.faces, message.faces[0]);
     setStatus(`streaming through ${message.model}` + (message.checked ? " (with fake score)" : ""));
