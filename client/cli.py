@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from swaptron.arguments import fraction, positive_float, positive_int
+from swaptron.arguments import URL_HELP, fraction, grpc_url, positive_float, positive_int
 from swaptron.specs import (
     ENSEMBLE,
     FACE_CHOICES,
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replay rate for --realtime")
     parser.add_argument("--loop", action="store_true", help="start the file again at its end")
     parser.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
-    parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
+    parser.add_argument("--url", type=grpc_url, default="127.0.0.1:8001", help=URL_HELP)
     parser.add_argument("--model", default=None,
                         help=f"ensemble to stream through (default {STREAM}: the server keeps "
                              f"the stream's faces steady; {STREAM_CHECKED} with --check; "

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 
+from swaptron.arguments import URL_HELP, grpc_url
 from swaptron.specs import SELECTOR
 
 EXIT_ERROR = 1
@@ -22,15 +23,15 @@ class ServedIdentities:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `swaptron identities`."""
-    parser.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
+    parser.add_argument("--url", type=grpc_url, default="127.0.0.1:8001", help=URL_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def served_identities(url: str) -> ServedIdentities:
     """Read the selector's config (InferenceServerException when the server cannot say)."""
-    import tritonclient.grpc as grpcclient
+    from swaptron.client.infer import sync_client
 
-    with grpcclient.InferenceServerClient(url) as client:
+    with sync_client(url) as client:
         config = client.get_model_config(SELECTOR, as_json=True)["config"]
     parameters = {key: value["string_value"] for key, value in config["parameters"].items()}
     return ServedIdentities(parameters["identities"].split(","), parameters["default_identity"],

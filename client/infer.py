@@ -14,12 +14,28 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aioclient
 from tritonclient.grpc import InferResult, service_pb2, service_pb2_grpc
 
+from swaptron.arguments import grpc_target
 from swaptron.specs import FRAME, IDENTITY, WHICH_FACES
 
+# Any allowed frame size; round_robin spreads calls (each stream is one call, so it stays on one
+# server) over every address of the target, skipping servers that are down.
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", 2**31 - 1),
-                   ("grpc.max_receive_message_length", 2**31 - 1)]
+                   ("grpc.max_receive_message_length", 2**31 - 1),
+                   ("grpc.lb_policy_name", "round_robin")]
+
+
+def aio_client(url: str) -> aioclient.InferenceServerClient:
+    """tritonclient's aio client on a --url (one or several servers)."""
+    return aioclient.InferenceServerClient(grpc_target(url), channel_args=CHANNEL_OPTIONS)
+
+
+def sync_client(url: str) -> grpcclient.InferenceServerClient:
+    """tritonclient's blocking client on a --url (one or several servers)."""
+    return grpcclient.InferenceServerClient(grpc_target(url), channel_args=CHANNEL_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -112,8 +128,8 @@ def open_stub(channel: grpc.aio.Channel) -> service_pb2_grpc.GRPCInferenceServic
 
 
 def open_channel(url: str) -> grpc.aio.Channel:
-    """An insecure aio channel that takes frames of any allowed size."""
-    return grpc.aio.insecure_channel(url, options=CHANNEL_OPTIONS)
+    """An insecure aio channel on a --url that takes frames of any allowed size."""
+    return grpc.aio.insecure_channel(grpc_target(url), options=CHANNEL_OPTIONS)
 
 
 async def stream_answers(stub: service_pb2_grpc.GRPCInferenceServiceStub,

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import tritonclient.grpc as grpcclient
 from matplotlib.figure import Figure
 from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
+from swaptron.client.infer import sync_client
 from swaptron.client.metrics import StreamMetrics
 from swaptron.client.sinks import VideoSink
 from swaptron.client.sources import Captured, FrameSource
@@ -74,7 +74,7 @@ class DetectorFacts:
 
 def detector_facts(url: str) -> DetectorFacts:
     """Read the served detector's name, threshold and card figures; ScanError without one."""
-    with grpcclient.InferenceServerClient(url) as client:
+    with sync_client(url) as client:
         try:
             config = client.get_model_config(FORENSICS, as_json=True)["config"]
         except InferenceServerException as error:

@@ -27,6 +27,7 @@ from tritonclient.utils import InferenceServerException
 from swaptron.client.infer import (
     SequenceFlags,
     SwapChoices,
+    aio_client,
     frame_request,
     infer_once,
     new_sequence_id,
@@ -419,7 +420,7 @@ class Streamer:
         for signum in previous:
             loop.add_signal_handler(signum, self.request_stop)
         try:
-            async with aioclient.InferenceServerClient(options.url) as client:
+            async with aio_client(options.url) as client:
                 if not await self.unless_stopped(wait_ready(
                         client, options.model, options.url, options.connect_timeout_s)):
                     return

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from swaptron.arguments import positive_int
+from swaptron.arguments import URL_HELP, grpc_url, positive_int
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -18,8 +18,8 @@ EXIT_ERROR = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `swaptron scan`."""
     parser.add_argument("source", help="video file, image, image folder, or camera number")
-    parser.add_argument("--url", default=None,
-                        help="Triton gRPC address (default: start the embedded server)")
+    parser.add_argument("--url", type=grpc_url, default=None,
+                        help=f"{URL_HELP} (default: start the embedded server)")
     parser.add_argument("--report", type=Path, default=None,
                         help="JSON: per-frame, per-face scores and boxes, and the verdict")
     parser.add_argument("--plot", type=Path, default=None,

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from swaptron.arguments import positive_float, positive_int
+from swaptron.arguments import URL_HELP, grpc_url, positive_float, positive_int
 from swaptron.assets import project_dir
 
 if TYPE_CHECKING:
@@ -26,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `swaptron web`."""
     from swaptron.demo import DEFAULT_PAIR, DEMOS
 
-    parser.add_argument("--url", default=None,
-                        help="Triton gRPC address (embedded or compose); without it the "
-                             "embedded server starts, as `swaptron demo` does")
+    parser.add_argument("--url", type=grpc_url, default=None,
+                        help=f"{URL_HELP}; without it the embedded server starts, as "
+                             "`swaptron demo` does")
     parser.add_argument("--pair", choices=sorted(DEMOS), default=DEFAULT_PAIR,
                         help="the identities the embedded server swaps into (without --url)")
     parser.add_argument("--host", default="127.0.0.1",

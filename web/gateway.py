@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 import grpc
-import tritonclient.grpc.aio as aioclient
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from swaptron.client.identities import served_identities
-from swaptron.client.infer import open_channel, open_stub
+from swaptron.client.infer import aio_client, open_channel, open_stub
 from swaptron.client.stream import CONNECTION_ERRORS, StreamError, StreamOptions, wait_ready
 from swaptron.specs import FACE_CHOICES, FACES, FAKE_SCORE, STREAM, STREAM_CHECKED, SWAPPED
 from swaptron.web.session import PageMessageError, PageSession, Send, SessionLimits
@@ -103,7 +102,7 @@ class Gateway:
 
     async def discover(self, _app: web.Application) -> None:
         """Which stream ensemble to use, and the identities the server swaps into."""
-        async with aioclient.InferenceServerClient(self.options.url) as client:
+        async with aio_client(self.options.url) as client:
             await wait_ready(client, STREAM, self.options.url, self.options.connect_timeout_s)
             if self.options.model is None:
                 with contextlib.suppress(*CONNECTION_ERRORS):
@@ -180,7 +179,7 @@ class Gateway:
             "max_fps": self.options.limits.max_fps,
             "max_inflight": self.options.limits.max_inflight}))
         writer = asyncio.create_task(session.write())
-        async with aioclient.InferenceServerClient(self.options.url) as client:
+        async with aio_client(self.options.url) as client:
             channel = open_channel(self.options.url)
             stream = asyncio.create_task(session.streamer.sessions(client, open_stub(channel)))
             try:
