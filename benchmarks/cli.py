@@ -72,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identities", action="store_true",
                         help="only the identities table: perf_analyzer on faceswap with one "
                              "identity against mixed identities per request (identities.md)")
+    parser.add_argument("--capacity", action="store_true",
+                        help="only the capacity table: how many concurrent realtime 24 FPS "
+                             "streams one server holds (p95 <= 50 ms, <= 2%% dropped; "
+                             "capacity.md)")
     parser.add_argument("--web", action="store_true",
                         help="only the page, glass to glass: headless Chromium streams Megamind "
                              "at 24 FPS through `swaptron web` (--seconds, default 30), beside "
@@ -97,6 +101,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--identities")
     if args.web:
         parts.append("--web")
+    if args.capacity:
+        parts.append("--capacity")
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -133,6 +139,12 @@ def run(args: argparse.Namespace) -> int:
         from swaptron.benchmarks.identities import identities_markdown, run_identities
 
         print(identities_markdown(run_identities(args.output_dir, args.work_dir / "identities")))
+        return 0
+    if args.capacity:
+        from swaptron.benchmarks.capacity import capacity_markdown, run_capacity
+
+        print(capacity_markdown(run_capacity(args.output_dir, args.work_dir / "capacity",
+                                             args.seconds or 15.0)))
         return 0
     if args.web:
         from swaptron.benchmarks.web import run_web, web_markdown

@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import cv2
 import numpy as np
+import psutil
 import pytest
 
 from swaptron.assets import project_dir
@@ -152,13 +153,17 @@ def test_the_page_streams_swapped_frames_and_refuses_a_second_session(
     assert "stopped" in final["status"]
 
 
-async def websocket_answer(gateway: Gateway, headers: dict[str, str] | None = None,
+async def websocket_answer(gateway: Gateway | str, headers: dict[str, str] | None = None,
                            token: str | None = "own") -> int | str:
-    """The HTTP status that refuses an upgrade, or the first text message of a session."""
-    query = f"?token={gateway.token if token == 'own' else token}" if token else ""
+    """The HTTP status that refuses an upgrade, or the first text message of a session (a
+    gateway of this module with its token, or another one's base URL)."""
+    base = gateway if isinstance(gateway, str) else gateway.base
+    if token == "own":
+        token = None if isinstance(gateway, str) else gateway.token
+    query = f"?token={token}" if token else ""
     async with aiohttp.ClientSession() as session:
         try:
-            async with session.ws_connect(f"{gateway.base}/ws{query}", headers=headers) as socket:
+            async with session.ws_connect(f"{base}/ws{query}", headers=headers) as socket:
                 message = await socket.receive(timeout=30)
                 return str(message.data)
         except aiohttp.WSServerHandshakeError as error:
@@ -246,3 +251,28 @@ def test_a_token_is_required_beyond_loopback(faceswap_server: TritonServer) -> N
                             env={k: v for k, v in os.environ.items() if k != TOKEN_VARIABLE})
     assert result.returncode == 1
     assert "--host 0.0.0.0 reaches beyond this machine: pass --token" in result.stdout
+
+
+def test_web_alone_starts_the_embedded_server_and_stops_it(exported_repository: Path,
+                                                           tmp_path: Path) -> None:
+    port = free_ports().http
+    log = tmp_path / "web.log"
+    web = subprocess.Popen([sys.executable, "-m", "swaptron", "web", "--pair", "megamind",
+                            "--model-repository", str(exported_repository), "--port", str(port),
+                            "--output-dir", str(tmp_path)],
+                           stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while "open http" not in log.read_text():
+            assert web.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        servers = [p for p in psutil.Process(web.pid).children(recursive=True)
+                   if p.name() == "tritonserver"]
+        assert len(servers) == 1
+        hello = json.loads(str(asyncio.run(websocket_answer(f"http://127.0.0.1:{port}"))))
+        assert hello["identities"] == ["a", "b"]
+    finally:
+        web.terminate()
+        assert web.wait(timeout=60) == 0, log.read_text()
+    assert not servers[0].is_running()
+    assert "stopped" in log.read_text()

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="stream ensemble (default: faceswap_stream_checked when served, "
                              "for the live fake score, else faceswap_stream)")
+    parser.add_argument("--model-repository", type=Path, default=None,
+                        help="where the pair's models are exported and served from (without "
+                             "--url; default as `swaptron demo`)")
     parser.add_argument("--output-dir", type=Path, default=project_dir() / "out",
                         help="where the embedded server's log goes")
 
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
         demo = DEMOS[args.pair]
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        with embedded_server(demo.repository, PipelineOptions(weights=demo.weights(args.pair)),
+        repository = args.model_repository or demo.repository
+        with embedded_server(repository, PipelineOptions(weights=demo.weights(args.pair)),
                              args.output_dir / "triton.log",
                              progress=lambda line: print(line, flush=True)) as server:
             return serve_until_stopped(replace(options, url=server.grpc_url))
