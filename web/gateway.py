@@ -1,9 +1,11 @@
 """The web gateway: one page, and one websocket per browser session bridged to a Triton stream.
 
-aiohttp serves the page and the websocket on one port. Each session gets its own gRPC channel and
-one bidirectional ModelStreamInfer stream on it (see session.py), so behind a balancer each
-stream can land on another replica. The gateway has no route to Triton's HTTP API at all: the
-admin, repository and shared-memory APIs cannot be reached through it.
+aiohttp serves the page and the websocket on one port. Each session gets one bidirectional
+ModelStreamInfer stream (see session.py) on the gateway's one gRPC channel, whose round_robin
+policy hands each new stream to the next live server of --url (several addresses, or a dns:///
+name), so sessions spread evenly over replicas and each stays on its own. The gateway has no
+route to Triton's HTTP API at all: the admin, repository and shared-memory APIs cannot be
+reached through it.
 
 Safety: the websocket upgrade checks the Origin (a page of this gateway, or one --allow-origin
 names), the token (required once --host leaves loopback), and the number of live sessions (past
@@ -94,6 +96,8 @@ class Gateway:
         self.app.router.add_get("/app.js", self.page)
         self.app.router.add_get("/ws", self.websocket)
         self.app.on_startup.append(self.discover)
+        self.app.on_cleanup.append(self.close_channel)
+        self.channel: grpc.aio.Channel | None = None
 
     @property
     def checked(self) -> bool:
@@ -108,11 +112,17 @@ class Gateway:
                 with contextlib.suppress(*CONNECTION_ERRORS):
                     if await client.is_model_ready(STREAM_CHECKED, client_timeout=5.0):
                         self.model = STREAM_CHECKED
+        self.channel = open_channel(self.options.url)
         served = await asyncio.to_thread(served_identities, self.options.url)
         self.identities, self.default_identity = served.identities, served.default
         LOG.info("gateway on http://%s:%d streams through %s at %s (identities: %s)",
                  self.options.host, self.options.port, self.model, self.options.url,
                  ", ".join(self.identities))
+
+    async def close_channel(self, _app: web.Application) -> None:
+        """Close the gRPC channel when the gateway stops."""
+        if self.channel is not None:
+            await self.channel.close()
 
     async def page(self, request: web.Request) -> web.Response:
         """The page and its script (the only files served)."""
@@ -180,8 +190,8 @@ class Gateway:
             "max_inflight": self.options.limits.max_inflight}))
         writer = asyncio.create_task(session.write())
         async with aio_client(self.options.url) as client:
-            channel = open_channel(self.options.url)
-            stream = asyncio.create_task(session.streamer.sessions(client, open_stub(channel)))
+            stub = open_stub(self.channel)  # type: ignore[arg-type]  (opened at startup)
+            stream = asyncio.create_task(session.streamer.sessions(client, stub))
             try:
                 await self.read_page(socket, session, stream)
             finally:
@@ -190,7 +200,6 @@ class Gateway:
                 with contextlib.suppress(asyncio.TimeoutError, StreamError, *CONNECTION_ERRORS):
                     await asyncio.wait_for(stream, 15.0)
                 stream.cancel()
-                await channel.close()
                 await asyncio.sleep(0)  # let the last outcomes reach the outbox
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
