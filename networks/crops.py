@@ -10,7 +10,12 @@ from __future__ import annotations
 import torch
 
 from swaptron.networks.face_template import RIGID_POINTS, TEMPLATE_FILL, load_template
-from swaptron.networks.geometry import invert_similarity, sample_affine, similarity_fit
+from swaptron.networks.geometry import (
+    GraphOptions,
+    invert_similarity,
+    sample_frame,
+    similarity_fit,
+)
 
 FORENSIC_FILL = 0.55  # the face outline's longer side, as a fraction of the crop side
 
@@ -28,14 +33,16 @@ def forensic_alignment(landmarks: torch.Tensor, template: torch.Tensor) -> torch
     return similarity_fit(landmarks[..., rigid, :], template[rigid])
 
 
-def forensic_crops(planar: torch.Tensor, landmarks: torch.Tensor, template: torch.Tensor,
-                   size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def forensic_crops(frame: torch.Tensor, landmarks: torch.Tensor, template: torch.Tensor,
+                   size: int, graph: GraphOptions | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops [B*K,3,size,size] in [0,1] (BGR) of every face slot, and the frame-to-crop
     similarity [B,K,2,3].
 
-    planar [B,3,H,W] float 0..255; landmarks [B,K,468,2] in frame pixels; template from
+    frame uint8 [B,H,W,3]; landmarks [B,K,468,2] in frame pixels; template from
     forensic_template(size).
     """
     to_crop = forensic_alignment(landmarks, template)
-    crops = sample_affine(planar, invert_similarity(to_crop), size, size) / 255.0
+    crops = sample_frame(frame, invert_similarity(to_crop), size, size,
+                         graph or GraphOptions()) / 255.0
     return crops, to_crop

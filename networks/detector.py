@@ -21,6 +21,7 @@ from swaptron.networks.geometry import (
     box_iou,
     gather_slots,
     sample_affine,
+    sample_frame,
     shape_of,
 )
 from swaptron.networks.tflite_port import TfliteNetwork
@@ -93,16 +94,21 @@ class FaceDetector(nn.Module):
         self.input_size = variant.input_size
         self.score_threshold = (variant.score_threshold if self.options.score_threshold is None
                                 else self.options.score_threshold)
-        fp16 = (graph or GraphOptions()).fp16_networks
+        self.graph = graph or GraphOptions()
+        fp16 = self.graph.fp16_networks
         self.network = Precision(TfliteNetwork(tflite_file), fp16)
         self.register_buffer("anchors", ssd_anchors(variant.input_size, variant.strides,
                                                     per_layer=variant.anchors_per_layer),
                              persistent=False)
 
     def letterbox(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Fit the frame into the input square keeping its aspect; RGB in [-1,1], scale, offset."""
-        pixels = frame.to(torch.float32)  # FRAME's one use: uint8 stays at the graph's edges
-        height_width = shape_of(pixels, 1, 3)
+        """Fit the frame into the input square keeping its aspect; RGB in [-1,1], scale, offset.
+
+        Fixed shapes cast the frame first (TensorRT takes uint8 only at the graph's edges, even
+        for a Shape); otherwise the square is gathered from the uint8 frame (sample_frame).
+        """
+        source = frame.to(torch.float32) if self.graph.fixed_shapes else frame
+        height_width = shape_of(source, 1, 3)
         scale = self.input_size / torch.max(height_width)
         offset = (self.input_size - height_width.flip(0) * scale) / 2.0  # (x, y) of the content
         inverse = 1.0 / scale
@@ -110,9 +116,12 @@ class FaceDetector(nn.Module):
         matrix = torch.stack([
             torch.stack([inverse, zero, -offset[0] * inverse]),
             torch.stack([zero, inverse, -offset[1] * inverse]),
-        ]).reshape(1, 1, 2, 3).expand(pixels.shape[0], 1, 2, 3)
-        crops = sample_affine(pixels.permute(0, 3, 1, 2), matrix, self.input_size,
-                              self.input_size)
+        ]).reshape(1, 1, 2, 3).expand(source.shape[0], 1, 2, 3)
+        if self.graph.fixed_shapes:
+            crops = sample_affine(source.permute(0, 3, 1, 2), matrix, self.input_size,
+                                  self.input_size)
+        else:
+            crops = sample_frame(frame, matrix, self.input_size, self.input_size, self.graph)
         rgb = crops[:, [2, 1, 0]]
         return rgb / 127.5 - 1.0, scale, offset
 

@@ -26,8 +26,10 @@ PRESENCE_THRESHOLD = 0.5
 class FakeScorer(nn.Module):
     """Frame + landmarks -> the detector's probability of a swap, per face slot."""
 
-    def __init__(self, detector: nn.Module, input_size: int) -> None:
+    def __init__(self, detector: nn.Module, input_size: int,
+                 graph: GraphOptions | None = None) -> None:
         super().__init__()
+        self.graph = graph or GraphOptions()
         self.detector = detector
         self.input_size = input_size
         self.register_buffer("template", forensic_template(input_size).float(),
@@ -37,8 +39,7 @@ class FakeScorer(nn.Module):
                 ) -> torch.Tensor:
         """-> FAKE_SCORE [B,K]."""
         batch, slots = landmarks.shape[0], landmarks.shape[1]
-        planar = frame.to(torch.float32).permute(0, 3, 1, 2)  # FRAME's one use: a cast
-        crops, _ = forensic_crops(planar, landmarks, self.template, self.input_size)
+        crops, _ = forensic_crops(frame, landmarks, self.template, self.input_size, self.graph)
         scores = torch.sigmoid(self.detector(crops)).reshape(batch, slots)
         empty = torch.full_like(scores, EMPTY_SCORE)
         return torch.where(presence > PRESENCE_THRESHOLD, scores, empty)
@@ -61,5 +62,6 @@ def build_scorer(path: Path, graph: GraphOptions | None = None) -> FakeScorer:
     """The `forensics` graph's module around a trained detector file (float16 network with
     the tensorrt target's --fp16)."""
     detector, meta = load_detector(path)
-    fp16 = (graph or GraphOptions()).fp16_networks
-    return FakeScorer(Precision(detector, fp16), int(meta["input_size"])).eval()
+    graph = graph or GraphOptions()
+    return FakeScorer(Precision(detector, graph.fp16_networks), int(meta["input_size"]),
+                      graph).eval()

@@ -94,6 +94,51 @@ def sample_affine(image: torch.Tensor, matrices: torch.Tensor, out_height: int,
     return crops.permute(0, 2, 1, 3, 4).reshape(batch * slots, channels, out_height, out_width)
 
 
+def sample_frame(frame: torch.Tensor, matrices: torch.Tensor, out_height: int, out_width: int,
+                 graph: GraphOptions) -> torch.Tensor:
+    """Crop K affine windows from each uint8 frame [B,H,W,3]: float [B*K,3,h,w], 0..255.
+
+    Fixed shapes (TensorRT takes uint8 only at the graph's edges): the frame is cast and
+    transposed whole, then one GridSample. Otherwise the four neighbours of each output pixel
+    are gathered from the uint8 frame as it is, and only they are cast: the same bilinear
+    samples, at a cost that grows with the crops, not with the frame (sample_gather).
+    """
+    if graph.fixed_shapes:
+        return sample_affine(frame_to_planar(frame), matrices, out_height, out_width)
+    return sample_gather(frame, matrices, out_height, out_width)
+
+
+def sample_gather(frame: torch.Tensor, matrices: torch.Tensor, out_height: int,
+                  out_width: int) -> torch.Tensor:
+    """GridSample's bilinear sampling (zeros outside, align_corners=False) of a uint8 frame
+    [B,H,W,3] by gathering: [B*K,3,h,w] float. matrices [B,K,2,3] map output pixel coordinates
+    (pixel centres at +0.5) to frame pixel coordinates."""
+    batch, slots = matrices.shape[0], matrices.shape[1]
+    size = torch._shape_as_tensor(frame)[1:3]  # (H, W) int64
+    height, width = size[0], size[1]
+    points = torch.matmul(pixel_centres(out_height, out_width), matrices.transpose(2, 3))
+    x = points[..., 0] - 0.5  # [B,K,h*w], in index units (pixel i spans i-0.5..i+0.5)
+    y = points[..., 1] - 0.5
+    x0, y0 = torch.floor(x), torch.floor(y)
+    wx, wy = x - x0, y - y0
+    x0, y0 = x0.to(torch.int64), y0.to(torch.int64)
+    # the four neighbours, stacked first: one gather, one cast, one weighted sum
+    xs = torch.stack([x0, x0 + 1, x0, x0 + 1])  # [4,B,K,h*w]
+    ys = torch.stack([y0, y0, y0 + 1, y0 + 1])
+    weights = torch.stack([(1.0 - wx) * (1.0 - wy), wx * (1.0 - wy), (1.0 - wx) * wy, wx * wy])
+    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+    start = (torch.arange(batch) * (height * width)).reshape(1, batch, 1, 1)
+    index = torch.where(inside, start + ys * width + xs, start)  # outside: weight 0 below
+    weights = weights * inside.to(torch.float32)
+    values = frame.reshape(-1, 3)[index.reshape(-1)].to(torch.float32)  # [4*N,3]
+    # channels first, so the weights broadcast over the leading axis (ONNX Runtime's fast
+    # case; a trailing axis of 1 is several times slower)
+    values = values.transpose(0, 1).reshape(3, 4, -1)
+    planar = (values * weights.reshape(4, -1)).sum(dim=1)  # [3,N]
+    crops = planar.reshape(3, batch * slots, out_height, out_width)
+    return crops.permute(1, 0, 2, 3)
+
+
 def rotated_rect_matrix(centre: torch.Tensor, size: torch.Tensor, direction: torch.Tensor,
                         out_size: int) -> torch.Tensor:
     """Affine [...,2,3] from an out_size square to a rotated square of side `size` at `centre`.

@@ -16,9 +16,8 @@ from swaptron.networks.geometry import (
     GraphOptions,
     Precision,
     apply_affine,
-    frame_to_planar,
     rotated_rect_matrix,
-    sample_affine,
+    sample_frame,
     scatter_rows,
     select_rows,
 )
@@ -58,7 +57,7 @@ class FaceLandmarker(nn.Module):
         batch, slots = faces.shape[0], faces.shape[1]
         centre, side, direction = face_roi(faces, keypoints)
         matrix = rotated_rect_matrix(centre, side, direction, INPUT_SIZE)  # crop -> frame
-        crops = sample_affine(frame_to_planar(frame), matrix, INPUT_SIZE, INPUT_SIZE)
+        crops = sample_frame(frame, matrix, INPUT_SIZE, INPUT_SIZE, self.graph)
         present = (faces[..., 4] > 0).to(torch.float32)
         rgb = crops[:, [2, 1, 0]] / 255.0
         if self.graph.fixed_shapes:  # every slot; the empty ones are masked below

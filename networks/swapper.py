@@ -25,7 +25,7 @@ from swaptron.networks.geometry import (
     apply_affine,
     invert_similarity,
     pixel_centres,
-    sample_affine,
+    sample_frame,
     scatter_rows,
     select_rows,
     similarity_fit,
@@ -50,18 +50,20 @@ def alignment(landmarks: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     return similarity_fit(landmarks[:, :, rigid], template[rigid])
 
 
-def align_faces(planar: torch.Tensor, landmarks: torch.Tensor, template: torch.Tensor,
-                face_size: int, feather: float, erode: float, keep: torch.Tensor | None = None
+def align_faces(frame: torch.Tensor, landmarks: torch.Tensor, template: torch.Tensor,
+                face_size: int, feather: float, erode: float, keep: torch.Tensor | None = None,
+                graph: GraphOptions | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Aligned crops of every face slot, exactly as the swapper sees them.
 
-    planar [B,3,H,W] float 0..255; landmarks [B,K,468,2]; template [468,2] in aligned pixels.
+    frame uint8 [B,H,W,3]; landmarks [B,K,468,2]; template [468,2] in aligned pixels.
     Returns the frame-to-face similarity [B,K,2,3], the crops [B*K,3,S,S] in [0,1] and the
     outline masks [B*K,1,S,S]; with `keep` [B,K] (bool), masks are only computed for the slots
     it marks (the others are zero). Extraction for training uses this same function.
     """
     to_face = alignment(landmarks, template)
-    crops = sample_affine(planar, invert_similarity(to_face), face_size, face_size) / 255.0
+    crops = sample_frame(frame, invert_similarity(to_face), face_size, face_size,
+                         graph or GraphOptions()) / 255.0
     outline = apply_affine(landmarks[:, :, list(FACE_OVAL)], to_face)
     if keep is None:  # every slot (fixed shapes)
         return to_face, crops, outline_mask(outline.flatten(0, 1), face_size, feather, erode)
@@ -198,21 +200,21 @@ class FaceSwapper(nn.Module):
         valid = (presence > options.presence_threshold).to(torch.float32)
         valid = valid * largest_face(landmarks, valid, largest_only)
         targets = target.to(torch.int64).expand(batch, slots).reshape(-1)  # per slot
-        pixels = frame.to(torch.float32)  # FRAME's one use: uint8 stays at the graph's edges
-        planar = pixels.permute(0, 3, 1, 2)
         if self.graph.fixed_shapes:  # every slot; the empty ones are masked
-            to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
-                                                   options.feather, options.erode)
+            to_face, originals, mask = align_faces(frame, landmarks, self.template, size,
+                                                   options.feather, options.erode,
+                                                   graph=self.graph)
             generated = self.swap_faces(originals, targets)
         else:  # only the slots that hold a face
-            to_face, originals, mask = align_faces(planar, landmarks, self.template, size,
-                                                   options.feather, options.erode, valid > 0)
+            to_face, originals, mask = align_faces(frame, landmarks, self.template, size,
+                                                   options.feather, options.erode, valid > 0,
+                                                   self.graph)
             kept, rows = select_rows(originals, valid.reshape(-1) > 0)
             generated = scatter_rows(self.swap_faces(kept, targets[rows]), rows, batch * slots)
         mask = mask * valid.reshape(-1, 1, 1, 1)
         generated = transfer_colour(generated, originals, mask, options.std_ratio_limits)
         layers = torch.cat([generated * 255.0, mask], dim=1).reshape(batch, slots, 4, size, size)
-        return self.composite(pixels, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
+        return self.composite(frame, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
 
     def slot_window(self, pixels: torch.Tensor, outline: torch.Tensor, valid: torch.Tensor,
                     slot: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,20 +242,23 @@ class FaceSwapper(nn.Module):
         rows = origin[:, 1:2] + torch.arange(extent[1]).unsqueeze(0)
         return columns, rows
 
-    def composite(self, pixels: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,
+    def composite(self, frame: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,
                   to_face: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Warp each slot's face and mask back into the frame and blend them in.
 
-        pixels: the frame as float [B,H,W,3] (0..255); layers [B,K,4,S,S] (BGR 0..255 and
-        mask). The slots are blended one after the other, the last slot first and slot 0 (the
-        most confident face) last, each rounded before the next: where two faces overlap, the
+        frame: uint8 [B,H,W,3]; layers [B,K,4,S,S] (BGR 0..255 and mask). The slots are
+        blended one after the other, the last slot first and slot 0 (the most confident face)
+        last, each rounded before the next: where two faces overlap, the
         more confident one is on top. The order is part of the graph, so the pixels are the
         same on every run and every device, and both variants give the same frame. Pixels no
         mask touches keep their exact value. With fixed shapes each slot is blended over the
         whole frame (an alpha of 0 gives the original back exactly). Otherwise each slot is
         blended in its window (slot_window) and only the pixels its mask touches are written
-        back: one scatter per slot, in order, each with unique indices from int64 arithmetic.
+        back: one scatter per slot, in order, each with unique indices from int64 arithmetic,
+        into the uint8 frame itself (only the pixels blended are cast, so the cost follows the
+        faces, not the frame); fixed shapes cast the whole frame to float, as TensorRT needs.
         """
+        pixels = frame.to(torch.float32) if self.graph.fixed_shapes else frame
         shape = pixels.shape
         batch, height, width = shape[0], shape[1], shape[2]
         if not self.graph.fixed_shapes:
@@ -280,8 +285,10 @@ class FaceSwapper(nn.Module):
             index = (image_start + rows.unsqueeze(2) * width + columns.unsqueeze(1)).reshape(-1)
             touched = torch.nonzero(alpha.reshape(-1) > 0).reshape(-1)
             index = index[touched]
-            original = pixels[index]
+            original = pixels[index].to(torch.float32)
             weight = alpha.reshape(-1)[touched].unsqueeze(1)
             blended = original + weight * (colour.reshape(-1, 3)[touched] - original)
-            pixels = pixels.index_put((index,), blended.round().clamp(0.0, 255.0))
-        return pixels.reshape(shape).to(torch.uint8)
+            pixels = pixels.index_put((index,), blended.round().clamp(0.0, 255.0).to(torch.uint8))
+        if self.graph.fixed_shapes:
+            return pixels.to(torch.uint8)
+        return pixels.reshape(shape)

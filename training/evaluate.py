@@ -210,16 +210,15 @@ def recon_errors(pipeline_weights: Path, dataset: Path, identities: list[str]
 
 def aligned_swaps(items: list[SwappedFrame], pipeline: Pipeline) -> torch.Tensor:
     """Masked aligned crops of the swapped faces, aligned on the input landmarks."""
-    from swaptron.networks.geometry import frame_to_planar
     from swaptron.networks.swapper import align_faces
 
     swapper = pipeline.swapper
     crops = []
     with torch.no_grad():
         for item in items:
-            planar = frame_to_planar(torch.from_numpy(item.swapped)[None])
             landmarks = torch.from_numpy(item.landmarks_in)[None, None]
-            _, crop, mask = align_faces(planar, landmarks, swapper.template, swapper.face_size,
+            swapped = torch.from_numpy(item.swapped)[None]
+            _, crop, mask = align_faces(swapped, landmarks, swapper.template, swapper.face_size,
                                         swapper.options.feather, swapper.options.erode)
             crops.append(masked(crop, mask))
     return torch.cat(crops)

@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from swaptron import assets
 from swaptron.networks.face_template import load_template
-from swaptron.networks.geometry import frame_to_planar
 from swaptron.networks.pipeline import build_finder
 from swaptron.networks.swapper import BlendOptions, align_faces
 from swaptron.specs import FACES, LANDMARKS, PRESENCE
@@ -144,8 +143,8 @@ def align_one(frame: np.ndarray, landmarks: np.ndarray, template: torch.Tensor, 
               blend: BlendOptions) -> tuple[np.ndarray, np.ndarray]:
     """Aligned BGR crop and mask (uint8) of one face, with the swapper's own alignment."""
     with torch.no_grad():
-        planar = frame_to_planar(torch.from_numpy(frame)[None])
-        _, crops, masks = align_faces(planar, torch.from_numpy(landmarks)[None, None], template,
+        _, crops, masks = align_faces(torch.from_numpy(frame)[None],
+                                      torch.from_numpy(landmarks)[None, None], template,
                                       face_size, blend.feather, blend.erode)
     crop = (crops[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
     mask = (masks[0, 0].numpy() * 255.0).round().astype(np.uint8)

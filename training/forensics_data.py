@@ -131,8 +131,8 @@ class Cropper:
         if found[PRESENCE][0, 0] < PRESENCE_THRESHOLD:
             return None
         landmarks = torch.from_numpy(found[LANDMARKS][:, :1])  # [1,1,468,2]
-        planar = torch.from_numpy(frame[None]).float().permute(0, 3, 1, 2)
-        crops, to_crop = forensic_crops(planar, landmarks, self.template, self.size)
+        crops, to_crop = forensic_crops(torch.from_numpy(frame[None]), landmarks, self.template,
+                                        self.size)
         image = (crops[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255)
         points = apply_affine(landmarks[0, 0], to_crop[0, 0]).numpy()
         return image.astype(np.uint8), points

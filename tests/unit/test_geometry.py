@@ -74,3 +74,30 @@ def test_box_iou() -> None:
     iou = box_iou(boxes)
     torch.testing.assert_close(iou[0, 1], torch.tensor(50.0 / 150.0))
     assert iou[0, 2] == 0 and iou[2, 2] == 1
+
+
+def test_gathering_from_the_uint8_frame_samples_as_grid_sample_does() -> None:
+    from swaptron.networks.geometry import (
+        GraphOptions,
+        frame_to_planar,
+        sample_affine,
+        sample_frame,
+        sample_gather,
+    )
+
+    generator = torch.Generator().manual_seed(3)
+    frame = torch.randint(0, 256, (2, 37, 53, 3), generator=generator, dtype=torch.uint8)
+    # rotated, scaled windows, partly outside the frame
+    angle = torch.rand(2, 3, generator=generator) * 6.3
+    scale = 0.2 + torch.rand(2, 3, generator=generator) * 2.0
+    shift = torch.rand(2, 3, 2, generator=generator) * 70.0 - 10.0
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    matrices = torch.stack([torch.stack([cos, -sin, shift[..., 0]], -1),
+                            torch.stack([sin, cos, shift[..., 1]], -1)], -2)
+    expected = sample_affine(frame_to_planar(frame), matrices, 24, 20)
+    gathered = sample_gather(frame, matrices, 24, 20)
+    assert gathered.shape == expected.shape == (6, 3, 24, 20)
+    assert (gathered - expected).abs().max() < 1e-3
+    assert (expected == 0).any()  # some samples fell outside: zeros, as GridSample gives
+    fixed = sample_frame(frame, matrices, 24, 20, GraphOptions(fixed_shapes=True))
+    assert torch.equal(fixed, expected)
