@@ -56,6 +56,25 @@ def write_input_data(samples: list[dict[str, np.ndarray]], names: list[str], pat
     return path
 
 
+FULL_HD = (1080, 1920)
+FRAME_SIZE_CASES = ("frame-720x528", "frame-1920x1080")  # perf_analyzer variants of one frame
+
+
+def frame_size_files(chain: OrtChain, frame: np.ndarray, folder: Path
+                     ) -> tuple[dict[str, Path], bool]:
+    """Input data of one frame as it is and padded onto a 1920x1080 canvas (the face keeps its
+    pixels), and whether the detector finds the face on the canvas too."""
+    canvas = np.zeros((*FULL_HD, 3), np.uint8)
+    height, width = frame.shape[:2]
+    canvas[:height, :width] = frame
+    files = {}
+    for case, image in zip(FRAME_SIZE_CASES, (frame, canvas), strict=True):
+        files[case] = write_input_data([{FRAME: image[None]}], [FRAME],
+                                       folder / f"{case}.json",
+                                       batch_axis=ENSEMBLE_MAX_BATCH == 0)
+    return files, face_count(chain.run(canvas[None])[0]) == 1
+
+
 def input_data_files(chain: OrtChain, frames: list[np.ndarray], indices: list[int],
                      folder: Path) -> dict[str, Path]:
     """An input-data file per model (`faceswap` and each network) from the chosen frames."""

@@ -34,15 +34,15 @@ def forensic_alignment(landmarks: torch.Tensor, template: torch.Tensor) -> torch
 
 
 def forensic_crops(frame: torch.Tensor, landmarks: torch.Tensor, template: torch.Tensor,
-                   size: int, graph: GraphOptions | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   size: int, graph: GraphOptions | None = None,
+                   valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops [B*K,3,size,size] in [0,1] (BGR) of every face slot, and the frame-to-crop
     similarity [B,K,2,3].
 
     frame uint8 [B,H,W,3]; landmarks [B,K,468,2] in frame pixels; template from
-    forensic_template(size).
+    forensic_template(size); valid [B,K] marks the slots whose crops matter (default all).
     """
     to_crop = forensic_alignment(landmarks, template)
     crops = sample_frame(frame, invert_similarity(to_crop), size, size,
-                         graph or GraphOptions()) / 255.0
+                         graph or GraphOptions(), valid) / 255.0
     return crops, to_crop

@@ -21,7 +21,7 @@ from swaptron.networks.geometry import (
     box_iou,
     gather_slots,
     sample_affine,
-    sample_frame,
+    sample_scaled,
     shape_of,
 )
 from swaptron.networks.tflite_port import TfliteNetwork
@@ -105,7 +105,8 @@ class FaceDetector(nn.Module):
         """Fit the frame into the input square keeping its aspect; RGB in [-1,1], scale, offset.
 
         Fixed shapes cast the frame first (TensorRT takes uint8 only at the graph's edges, even
-        for a Shape); otherwise the square is gathered from the uint8 frame (sample_frame).
+        for a Shape); otherwise only the rows and columns the square samples are taken from the
+        uint8 frame (sample_scaled), so the cost does not grow with the frame.
         """
         source = frame.to(torch.float32) if self.graph.fixed_shapes else frame
         height_width = shape_of(source, 1, 3)
@@ -116,12 +117,13 @@ class FaceDetector(nn.Module):
         matrix = torch.stack([
             torch.stack([inverse, zero, -offset[0] * inverse]),
             torch.stack([zero, inverse, -offset[1] * inverse]),
-        ]).reshape(1, 1, 2, 3).expand(source.shape[0], 1, 2, 3)
+        ])
         if self.graph.fixed_shapes:
-            crops = sample_affine(source.permute(0, 3, 1, 2), matrix, self.input_size,
-                                  self.input_size)
+            crops = sample_affine(source.permute(0, 3, 1, 2),
+                                  matrix.reshape(1, 1, 2, 3).expand(source.shape[0], 1, 2, 3),
+                                  self.input_size, self.input_size)
         else:
-            crops = sample_frame(frame, matrix, self.input_size, self.input_size, self.graph)
+            crops = sample_scaled(frame, matrix, self.input_size, self.input_size)
         rgb = crops[:, [2, 1, 0]]
         return rgb / 127.5 - 1.0, scale, offset
 

@@ -39,7 +39,8 @@ class FakeScorer(nn.Module):
                 ) -> torch.Tensor:
         """-> FAKE_SCORE [B,K]."""
         batch, slots = landmarks.shape[0], landmarks.shape[1]
-        crops, _ = forensic_crops(frame, landmarks, self.template, self.input_size, self.graph)
+        crops, _ = forensic_crops(frame, landmarks, self.template, self.input_size, self.graph,
+                                  presence > PRESENCE_THRESHOLD)
         scores = torch.sigmoid(self.detector(crops)).reshape(batch, slots)
         empty = torch.full_like(scores, EMPTY_SCORE)
         return torch.where(presence > PRESENCE_THRESHOLD, scores, empty)

@@ -95,48 +95,88 @@ def sample_affine(image: torch.Tensor, matrices: torch.Tensor, out_height: int,
 
 
 def sample_frame(frame: torch.Tensor, matrices: torch.Tensor, out_height: int, out_width: int,
-                 graph: GraphOptions) -> torch.Tensor:
+                 graph: GraphOptions, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Crop K affine windows from each uint8 frame [B,H,W,3]: float [B*K,3,h,w], 0..255.
 
     Fixed shapes (TensorRT takes uint8 only at the graph's edges): the frame is cast and
-    transposed whole, then one GridSample. Otherwise the four neighbours of each output pixel
-    are gathered from the uint8 frame as it is, and only they are cast: the same bilinear
-    samples, at a cost that grows with the crops, not with the frame (sample_gather).
+    transposed whole, then one GridSample. Otherwise only the part of the frame the crops
+    cover is cast (sample_window): the same samples, at a cost that follows the faces, not the
+    frame. `valid` [B,K] marks the slots whose crops matter (default: all).
     """
     if graph.fixed_shapes:
         return sample_affine(frame_to_planar(frame), matrices, out_height, out_width)
-    return sample_gather(frame, matrices, out_height, out_width)
+    return sample_window(frame, matrices, out_height, out_width, valid)
 
 
-def sample_gather(frame: torch.Tensor, matrices: torch.Tensor, out_height: int,
+def sample_window(frame: torch.Tensor, matrices: torch.Tensor, out_height: int, out_width: int,
+                  valid: torch.Tensor | None = None) -> torch.Tensor:
+    """sample_affine of a uint8 frame [B,H,W,3] through the window every valid crop falls in.
+
+    The window is the box around the crops' corners (one for the batch), grown by a pixel for
+    the bilinear neighbours and kept inside the frame; it is taken from the uint8 frame with
+    two gathers, cast and transposed, and GridSample runs on it with the matrices moved by its
+    origin. Samples outside the frame stay 0, so the result is GridSample's on the whole frame.
+    Crops of slots that are not valid come out of the same window (they are masked later).
+    """
+    corners = torch.tensor([[0.0, 0.0, 1.0], [out_width, 0.0, 1.0], [0.0, out_height, 1.0],
+                            [out_width, out_height, 1.0]])
+    points = torch.matmul(corners, matrices.transpose(2, 3))  # [B,K,4,2] (x, y)
+    keep = (torch.ones(matrices.shape[:2], dtype=torch.bool) if valid is None
+            else valid).reshape(matrices.shape[0], matrices.shape[1], 1, 1)
+    low = torch.where(keep, points, torch.full_like(points, 1e9)).amin(dim=(0, 1, 2))
+    high = torch.where(keep, points, torch.full_like(points, -1e9)).amax(dim=(0, 1, 2))
+    size = torch._shape_as_tensor(frame)[1:3].flip(0)  # (W, H) int64
+    start = torch.minimum((torch.floor(low) - 1.0).clamp(0.0, 1e9).to(torch.int64), size - 1)
+    end = torch.maximum(torch.minimum(torch.ceil(high).clamp(0.0, 1e9).to(torch.int64) + 2,
+                                      size), start + 1)
+    columns = torch.arange(start[0], end[0])
+    rows = torch.arange(start[1], end[1])
+    window = frame.index_select(1, rows).index_select(2, columns)
+    moved = torch.cat([matrices[..., 0:2],
+                       matrices[..., 2:3] - start.to(torch.float32).reshape(2, 1)], dim=-1)
+    return sample_affine(frame_to_planar(window), moved, out_height, out_width)
+
+
+def sample_scaled(frame: torch.Tensor, matrix: torch.Tensor, out_height: int,
                   out_width: int) -> torch.Tensor:
-    """GridSample's bilinear sampling (zeros outside, align_corners=False) of a uint8 frame
-    [B,H,W,3] by gathering: [B*K,3,h,w] float. matrices [B,K,2,3] map output pixel coordinates
-    (pixel centres at +0.5) to frame pixel coordinates."""
-    batch, slots = matrices.shape[0], matrices.shape[1]
+    """sample_affine of a uint8 frame [B,H,W,3] through one axis-aligned map for the whole batch
+    (matrix [2,3] with no rotation: the detector's letterbox): [B,3,h,w].
+
+    A bilinear output pixel needs two source rows and two source columns, so only those are
+    taken from the uint8 frame (two gathers: 2h rows, then 2w columns), cast and transposed;
+    GridSample then interpolates between each pair. Rows and columns outside the frame are
+    zeroed, as GridSample's padding would. The cost follows the output, not the frame.
+    """
     size = torch._shape_as_tensor(frame)[1:3]  # (H, W) int64
     height, width = size[0], size[1]
-    points = torch.matmul(pixel_centres(out_height, out_width), matrices.transpose(2, 3))
-    x = points[..., 0] - 0.5  # [B,K,h*w], in index units (pixel i spans i-0.5..i+0.5)
-    y = points[..., 1] - 0.5
-    x0, y0 = torch.floor(x), torch.floor(y)
-    wx, wy = x - x0, y - y0
-    x0, y0 = x0.to(torch.int64), y0.to(torch.int64)
-    # the four neighbours, stacked first: one gather, one cast, one weighted sum
-    xs = torch.stack([x0, x0 + 1, x0, x0 + 1])  # [4,B,K,h*w]
-    ys = torch.stack([y0, y0, y0 + 1, y0 + 1])
-    weights = torch.stack([(1.0 - wx) * (1.0 - wy), wx * (1.0 - wy), (1.0 - wx) * wy, wx * wy])
-    inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
-    start = (torch.arange(batch) * (height * width)).reshape(1, batch, 1, 1)
-    index = torch.where(inside, start + ys * width + xs, start)  # outside: weight 0 below
-    weights = weights * inside.to(torch.float32)
-    values = frame.reshape(-1, 3)[index.reshape(-1)].to(torch.float32)  # [4*N,3]
-    # channels first, so the weights broadcast over the leading axis (ONNX Runtime's fast
-    # case; a trailing axis of 1 is several times slower)
-    values = values.transpose(0, 1).reshape(3, 4, -1)
-    planar = (values * weights.reshape(4, -1)).sum(dim=1)  # [3,N]
-    crops = planar.reshape(3, batch * slots, out_height, out_width)
-    return crops.permute(1, 0, 2, 3)
+
+    def pairs(count: int, scale: torch.Tensor, shift: torch.Tensor, limit: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Source indices (2 per output, interleaved), their in-frame mask, and the sample
+        position of each output among them (2i + fraction)."""
+        position = (torch.arange(count, dtype=torch.float32) + 0.5) * scale + shift - 0.5
+        first = torch.floor(position)
+        fraction = position - first
+        index = torch.stack([first, first + 1.0], dim=1).reshape(-1)  # [2*count], whole numbers
+        last = (limit - 1).to(torch.float32)
+        inside = (index >= 0.0) & (index <= last)
+        clamped = torch.minimum(index.clamp(0.0, 1e9), last).to(torch.int64)
+        return clamped, inside, torch.arange(count, dtype=torch.float32) * 2.0 + fraction
+
+    rows, rows_inside, row_at = pairs(out_height, matrix[1, 1], matrix[1, 2], height)
+    columns, columns_inside, column_at = pairs(out_width, matrix[0, 0], matrix[0, 2], width)
+    taken = frame.index_select(1, rows).index_select(2, columns)  # [B,2h,2w,3] uint8
+    planar = frame_to_planar(taken)
+    planar = planar * rows_inside.to(torch.float32).reshape(1, 1, -1, 1)
+    planar = planar * columns_inside.to(torch.float32).reshape(1, 1, 1, -1)
+    # GridSample (align_corners=False) at index positions: grid = (index + 0.5) / size * 2 - 1
+    grid_x = (column_at + 0.5) / (2.0 * out_width) * 2.0 - 1.0
+    grid_y = (row_at + 0.5) / (2.0 * out_height) * 2.0 - 1.0
+    grid = torch.stack([grid_x.reshape(1, -1).expand(out_height, out_width),
+                        grid_y.reshape(-1, 1).expand(out_height, out_width)], dim=-1)
+    grid = grid.unsqueeze(0).expand(frame.shape[0], out_height, out_width, 2)
+    return F.grid_sample(planar, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
 
 
 def rotated_rect_matrix(centre: torch.Tensor, size: torch.Tensor, direction: torch.Tensor,

@@ -57,7 +57,8 @@ class FaceLandmarker(nn.Module):
         batch, slots = faces.shape[0], faces.shape[1]
         centre, side, direction = face_roi(faces, keypoints)
         matrix = rotated_rect_matrix(centre, side, direction, INPUT_SIZE)  # crop -> frame
-        crops = sample_frame(frame, matrix, INPUT_SIZE, INPUT_SIZE, self.graph)
+        crops = sample_frame(frame, matrix, INPUT_SIZE, INPUT_SIZE, self.graph,
+                             faces[..., 4] > 0)
         present = (faces[..., 4] > 0).to(torch.float32)
         rgb = crops[:, [2, 1, 0]] / 255.0
         if self.graph.fixed_shapes:  # every slot; the empty ones are masked below

@@ -63,7 +63,7 @@ def align_faces(frame: torch.Tensor, landmarks: torch.Tensor, template: torch.Te
     """
     to_face = alignment(landmarks, template)
     crops = sample_frame(frame, invert_similarity(to_face), face_size, face_size,
-                         graph or GraphOptions()) / 255.0
+                         graph or GraphOptions(), keep) / 255.0
     outline = apply_affine(landmarks[:, :, list(FACE_OVAL)], to_face)
     if keep is None:  # every slot (fixed shapes)
         return to_face, crops, outline_mask(outline.flatten(0, 1), face_size, feather, erode)

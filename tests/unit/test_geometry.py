@@ -76,13 +76,13 @@ def test_box_iou() -> None:
     assert iou[0, 2] == 0 and iou[2, 2] == 1
 
 
-def test_gathering_from_the_uint8_frame_samples_as_grid_sample_does() -> None:
+def test_sampling_through_the_crops_window_samples_as_grid_sample_does() -> None:
     from swaptron.networks.geometry import (
         GraphOptions,
         frame_to_planar,
         sample_affine,
         sample_frame,
-        sample_gather,
+        sample_window,
     )
 
     generator = torch.Generator().manual_seed(3)
@@ -95,9 +95,34 @@ def test_gathering_from_the_uint8_frame_samples_as_grid_sample_does() -> None:
     matrices = torch.stack([torch.stack([cos, -sin, shift[..., 0]], -1),
                             torch.stack([sin, cos, shift[..., 1]], -1)], -2)
     expected = sample_affine(frame_to_planar(frame), matrices, 24, 20)
-    gathered = sample_gather(frame, matrices, 24, 20)
-    assert gathered.shape == expected.shape == (6, 3, 24, 20)
-    assert (gathered - expected).abs().max() < 1e-3
+    windowed = sample_window(frame, matrices, 24, 20)
+    assert windowed.shape == expected.shape == (6, 3, 24, 20)
+    assert (windowed - expected).abs().max() < 1e-3
     assert (expected == 0).any()  # some samples fell outside: zeros, as GridSample gives
+    # only the valid slots' crops need to be right (a small window around them)
+    valid = torch.tensor([[True, False, False], [False, False, True]])
+    some = sample_window(frame, matrices, 24, 20, valid).reshape(2, 3, 3, 24, 20)
+    wanted = expected.reshape(2, 3, 3, 24, 20)
+    assert (some[valid] - wanted[valid]).abs().max() < 1e-3
+    # a small crop well inside the frame
+    inside = torch.tensor([[[[0.5, 0.0, 10.0], [0.0, 0.5, 8.0]]]])
+    assert (sample_window(frame[:1], inside, 16, 16)
+            - sample_affine(frame_to_planar(frame[:1]), inside, 16, 16)).abs().max() < 1e-3
     fixed = sample_frame(frame, matrices, 24, 20, GraphOptions(fixed_shapes=True))
     assert torch.equal(fixed, expected)
+
+
+def test_an_axis_aligned_map_samples_as_grid_sample_does() -> None:
+    from swaptron.networks.geometry import frame_to_planar, sample_affine, sample_scaled
+
+    generator = torch.Generator().manual_seed(5)
+    for height, width, scale, shift_x, shift_y in ((37, 53, 53 / 16, 0.0, -4.5),
+                                                   (20, 12, 0.5, -3.0, 1.25),
+                                                   (64, 64, 4.0, 0.0, 0.0)):
+        frame = torch.randint(0, 256, (2, height, width, 3), generator=generator,
+                              dtype=torch.uint8)
+        matrix = torch.tensor([[scale, 0.0, shift_x], [0.0, scale, shift_y]])
+        expected = sample_affine(frame_to_planar(frame), matrix.expand(2, 1, 2, 3), 16, 16)
+        scaled = sample_scaled(frame, matrix, 16, 16)
+        assert scaled.shape == expected.shape == (2, 3, 16, 16)
+        assert (scaled - expected).abs().max() < 1e-3, (height, width, scale)
