@@ -212,6 +212,9 @@ async def hostile_session(gateway: Gateway) -> dict[str, str]:
 
 def test_the_gateway_refuses_what_it_must(gateway: Gateway) -> None:
     assert asyncio.run(websocket_answer(gateway, {"Origin": "http://evil.example"})) == 403
+    rebound = {"Host": f"evil.example:{gateway.port}",
+               "Origin": f"http://evil.example:{gateway.port}"}
+    assert asyncio.run(websocket_answer(gateway, rebound)) == 403  # DNS rebinding
     assert asyncio.run(websocket_answer(gateway, token=None)) == 401
     assert asyncio.run(websocket_answer(gateway, token="x" * 32)) == 401
     own_origin = asyncio.run(websocket_answer(gateway, {"Origin": gateway.base}))

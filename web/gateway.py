@@ -134,8 +134,12 @@ class Gateway:
                                      "X-Content-Type-Options": "nosniff"})
 
     def refusal(self, request: web.Request) -> web.Response | None:
-        """The HTTP answer that refuses a websocket upgrade (wrong origin or token), else
-        None."""
+        """The HTTP answer that refuses a websocket upgrade (wrong host, origin or token), else
+        None. On loopback the Host must be a loopback name too: a page whose own name was
+        rebound to 127.0.0.1 (DNS rebinding) would otherwise pass the Origin check."""
+        hostname = (request.url.host or "").strip("[]")
+        if is_loopback(self.options.host) and not is_loopback(hostname):
+            return web.Response(status=403, text=f"host {hostname} is not this gateway")
         origin = request.headers.get("Origin")
         own = {f"{request.scheme}://{request.host}", *self.options.allow_origins}
         if origin is not None and origin not in own:
