@@ -72,17 +72,54 @@ def decode_frame(message: bytes) -> tuple[float, np.ndarray]:
     (page_time,) = TIMESTAMP.unpack_from(message)
     if not np.isfinite(page_time):
         raise PageMessageError("the frame's timestamp is not a finite number")
-    image = cv2.imdecode(np.frombuffer(message, np.uint8, offset=TIMESTAMP.size),
-                         cv2.IMREAD_COLOR)
+    jpeg = memoryview(message)[TIMESTAMP.size:]
+    size = jpeg_size(jpeg)
+    if size is None:
+        raise PageMessageError("the frame is not a JPEG the gateway can decode")
+    check_frame_size(*size)  # before decoding: a 700-byte JPEG can declare 30000x30000
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise PageMessageError("the frame is not a JPEG the gateway can decode")
-    height, width = image.shape[:2]
+    check_frame_size(image.shape[1], image.shape[0])
+    return page_time, image
+
+
+def check_frame_size(width: int, height: int) -> None:
+    """PageMessageError naming the size of a frame outside the server's limits."""
     if (min(height, width) < FRAME_MIN_SIDE or max(height, width) > FRAME_MAX_SIDE
             or height * width > FRAME_MAX_PIXELS):
         raise PageMessageError(f"the frame is {width}x{height} pixels; frames must have sides "
-                           f"between {FRAME_MIN_SIDE} and {FRAME_MAX_SIDE} and at most "
-                           f"{FRAME_MAX_PIXELS} pixels")
-    return page_time, image
+                               f"between {FRAME_MIN_SIDE} and {FRAME_MAX_SIDE} and at most "
+                               f"{FRAME_MAX_PIXELS} pixels")
+
+
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers, not DHT/JPG/DAC
+
+
+def jpeg_size(jpeg: memoryview) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, read without decoding; None when the bytes
+    are not a JPEG with one before its scan data."""
+    if bytes(jpeg[:2]) != b"\xff\xd8":
+        return None
+    position = 2
+    while position + 4 <= len(jpeg):
+        if jpeg[position] != 0xFF:
+            return None
+        marker = jpeg[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        length = int.from_bytes(jpeg[position + 2:position + 4], "big")
+        if marker in SOF_MARKERS:
+            if position + 9 > len(jpeg):
+                return None
+            height = int.from_bytes(jpeg[position + 5:position + 7], "big")
+            width = int.from_bytes(jpeg[position + 7:position + 9], "big")
+            return width, height
+        if marker == 0xDA or length < 2:
+            return None
+        position += 2 + length
+    return None
 
 
 def encode_answer(page_time: float, tensors: dict[str, np.ndarray], quality: int,

@@ -18,6 +18,7 @@ from swaptron.web.session import (
     RateCap,
     decode_frame,
     encode_answer,
+    jpeg_size,
 )
 
 
@@ -77,3 +78,14 @@ def test_leaving_loopback_needs_a_long_token() -> None:
         check_options(GatewayOptions(host="0.0.0.0"))
     with pytest.raises(GatewayError, match="too short"):
         check_options(GatewayOptions(host="0.0.0.0", token="short"))
+
+
+def test_a_jpeg_declaring_a_huge_frame_is_refused_before_it_is_decoded() -> None:
+    bomb = bytearray(jpeg(np.zeros((64, 64, 3), np.uint8)))
+    header = bomb.find(b"\xff\xc0")
+    bomb[header + 5:header + 9] = (30000).to_bytes(2, "big") * 2  # 700 bytes, 30000x30000
+    started = time.monotonic()
+    with pytest.raises(PageMessageError, match="30000x30000 pixels"):
+        decode_frame(TIMESTAMP.pack(1.0) + bytes(bomb))
+    assert time.monotonic() - started < 0.5  # decoding it takes seconds and gigabytes
+    assert jpeg_size(memoryview(jpeg(np.zeros((48, 80, 3), np.uint8)))) == (80, 48)
