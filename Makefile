@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBS := libb64-0d opencv-doc docker-compose chromium chromium-driver
+DEBS := libb64-0d libjemalloc2 opencv-doc docker-compose chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup debs weights run test test-fast lint bench demo-weights people-weights forensics-weights clean

@@ -21,10 +21,19 @@ from swaptron.specs import FRAME, LARGEST_ONLY, NETWORKS, SELECTOR, TARGET
 
 def cpu_session(path: Path, threads: int = 1, spinning: bool = False) -> ort.InferenceSession:
     """A CPU session with `threads` intra-op threads; idle threads sleep unless `spinning`
-    (spinning threads take the cores that the other networks of the chain need)."""
+    (spinning threads take the cores that the other networks of the chain need).
+
+    No memory arena and no memory patterns: the arena keeps the largest batch's activations for
+    good and a pattern is planned and kept per input shape (batch size, frame size). Measured
+    after a load of batched 720x528 and 1920x1080 frames, the server's processes took 939 MB
+    (PSS) with both, 555 MB without; the in-process chain ran no slower (glibc's heap in the
+    process reuses the freed blocks).
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning",
                                      "1" if spinning else "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

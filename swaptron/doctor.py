@@ -128,6 +128,18 @@ def check_demo_video() -> Check:
         return Check("demo video", False, str(error))
 
 
+def check_allocator() -> Check:
+    """The server's allocator: jemalloc when the machine has it (optional, faster frames)."""
+    from swaptron.server.launcher import JEMALLOC, jemalloc_path
+
+    found = jemalloc_path()
+    if found is None:
+        return Check("server allocator", False, f"glibc: no {JEMALLOC}, so the server maps "
+                     "every frame buffer afresh; `make debs` installs libjemalloc2",
+                     required=False)
+    return Check("server allocator", True, f"jemalloc ({found})", required=False)
+
+
 def run_checks() -> list[Check]:
     """Every check, in report order."""
     checks: list[Callable[[], Check]] = [
@@ -142,6 +154,7 @@ def run_checks() -> list[Check]:
         check_demo_video,
     ]
     report = [check() for check in checks]
+    report.append(check_allocator())
     report.append(Check("gpu", True, gpu_name() or "none (CPU only)", required=False))
     report.append(Check("tensorrt", True, tensorrt_version() or
                         "not here (engines are built on the GPU host by docker compose)",

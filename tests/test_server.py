@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -19,10 +20,12 @@ from swaptron.assets import CHECKOUT
 from swaptron.benchmarks import perf_analyzer
 from swaptron.server import access
 from swaptron.server.launcher import (
+    JEMALLOC,
     ServerError,
     TritonServer,
     free_ports,
     group_alive,
+    jemalloc_path,
     prepare_server_home,
 )
 
@@ -61,6 +64,28 @@ def test_server_answers_grpc_and_http_then_leaves_nothing(tiny_repository: Path,
     assert not group_alive(group)
     assert processes_using(tiny_repository) == []
     assert "Started GRPCInferenceService" in (tmp_path / "log.txt").read_text()
+
+
+def mapped_libraries(pid: int) -> str:
+    """The file-backed mappings of a process."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_server_runs_on_jemalloc_and_its_stubs_on_glibc(tiny_repository: Path,
+                                                        tmp_path: Path) -> None:
+    if jemalloc_path() is None:
+        pytest.skip(f"no {JEMALLOC} here (`make debs` installs libjemalloc2)")
+    values = np.ones((1, 3), np.float32)
+    server = TritonServer(tiny_repository, ports=free_ports(), log_path=tmp_path / "log.txt")
+    with server:
+        np.testing.assert_array_equal(infer_grpc(server.grpc_url, "double", values), values * 2)
+        assert server.pid is not None
+        assert JEMALLOC in mapped_libraries(server.pid)
+        stubs = psutil.Process(server.pid).children(recursive=True)
+        assert stubs
+        for stub in stubs:
+            assert JEMALLOC not in mapped_libraries(stub.pid), stub.cmdline()
+            assert "LD_PRELOAD" not in stub.environ() and "MALLOC_CONF" not in stub.environ()
 
 
 def test_server_stops_when_the_body_raises(tiny_repository: Path) -> None:
