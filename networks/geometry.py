@@ -58,9 +58,16 @@ def frame_to_planar(frame: torch.Tensor) -> torch.Tensor:
     return frame.to(torch.float32).permute(0, 3, 1, 2)
 
 
+def dims_of(tensor: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """Dimensions start..end-1 of a tensor as an int64 tensor that stays dynamic in ONNX, on the
+    tensor's device (a shape tensor is made on the CPU; exports trace on the CPU, unchanged)."""
+    dims = torch._shape_as_tensor(tensor)[start:end]
+    return dims if tensor.device.type == "cpu" else dims.to(tensor.device)
+
+
 def shape_of(tensor: torch.Tensor, start: int, end: int) -> torch.Tensor:
     """Dimensions start..end-1 of a tensor as a float tensor that stays dynamic in ONNX."""
-    return torch._shape_as_tensor(tensor)[start:end].to(torch.float32)
+    return dims_of(tensor, start, end).to(torch.float32)
 
 
 def pixel_centres(height: int, width: int) -> torch.Tensor:
@@ -125,7 +132,7 @@ def sample_window(frame: torch.Tensor, matrices: torch.Tensor, out_height: int, 
             else valid).reshape(matrices.shape[0], matrices.shape[1], 1, 1)
     low = torch.where(keep, points, torch.full_like(points, 1e9)).amin(dim=(0, 1, 2))
     high = torch.where(keep, points, torch.full_like(points, -1e9)).amax(dim=(0, 1, 2))
-    size = torch._shape_as_tensor(frame)[1:3].flip(0)  # (W, H) int64
+    size = dims_of(frame, 1, 3).flip(0)  # (W, H) int64
     start = torch.minimum((torch.floor(low) - 1.0).clamp(0.0, 1e9).to(torch.int64), size - 1)
     end = torch.maximum(torch.minimum(torch.ceil(high).clamp(0.0, 1e9).to(torch.int64) + 2,
                                       size), start + 1)
@@ -147,7 +154,7 @@ def sample_scaled(frame: torch.Tensor, matrix: torch.Tensor, out_height: int,
     GridSample then interpolates between each pair. Rows and columns outside the frame are
     zeroed, as GridSample's padding would. The cost follows the output, not the frame.
     """
-    size = torch._shape_as_tensor(frame)[1:3]  # (H, W) int64
+    size = dims_of(frame, 1, 3)  # (H, W) int64
     height, width = size[0], size[1]
 
     def pairs(count: int, scale: torch.Tensor, shift: torch.Tensor, limit: torch.Tensor

@@ -23,6 +23,7 @@ from swaptron.networks.geometry import (
     GraphOptions,
     Precision,
     apply_affine,
+    dims_of,
     invert_similarity,
     pixel_centres,
     sample_frame,
@@ -225,7 +226,7 @@ class FaceSwapper(nn.Module):
         slot is empty everywhere), placed over each image's face and moved inside the frame.
         """
         batch = pixels.shape[0]
-        size_wh = torch._shape_as_tensor(pixels)[1:3].flip(0)  # (W, H) int64
+        size_wh = dims_of(pixels, 1, 3).flip(0)  # (W, H) int64
         if self.graph.fixed_shapes:
             origin = torch.zeros(batch, 2, dtype=torch.int64)
             extent = size_wh
