@@ -25,6 +25,7 @@ import torch
 
 from swaptron import assets
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
+from swaptron.specs import SWAPPED
 
 FRAME_SIZES = {"720x528": (528, 720), "1920x1080": (1080, 1920)}
 BATCHES = (1, 4, 16, 32)
@@ -91,7 +92,7 @@ def compare_with_cpu(pipeline: Pipeline, frame: np.ndarray, gpu_swapped: np.ndar
     """How far the GPU's fp32 swapped frame is from the CPU's (levels of 255)."""
     with torch.device("cpu"):
         cpu = build_pipeline(PipelineOptions())
-        reference = cpu.run(frame[None])["SWAPPED"][0].astype(np.int16)
+        reference = cpu.run(frame[None])[SWAPPED][0].astype(np.int16)
     difference = np.abs(reference - gpu_swapped.astype(np.int16))
     return {"max_levels": int(difference.max()), "mean_levels": round(float(difference.mean()), 4),
             "pixels_over_2_levels_pct": round(float((difference > 2).mean() * 100), 4)}
