@@ -34,12 +34,12 @@ P95_BAR = Bar("capacity_p95_ms", "each stream's p95 capture-to-receive", 50.0, "
 DROP_BAR_PCT = 2.0
 
 
-def level(url: str, streams: int, seconds: float, video: Path, folder: Path
-          ) -> list[dict[str, object]]:
-    """Run `streams` realtime streams at once; each one's summary."""
-    run = ClientRun(f"capacity_{streams}", f"{streams} realtime streams at {FPS} FPS",
-                    ("--realtime", "--fps", str(FPS)), frames_for(seconds, FPS))
-    reports = [folder / f"{streams}-{i}.json" for i in range(streams)]
+def level(url: str, streams: int, seconds: float, video: Path, folder: Path,
+          fps: float = FPS) -> list[dict[str, object]]:
+    """Run `streams` realtime streams at `fps` at once; each one's summary."""
+    run = ClientRun(f"capacity_{streams}", f"{streams} realtime streams at {fps} FPS",
+                    ("--realtime", "--fps", str(fps)), frames_for(seconds, fps))
+    reports = [folder / f"{streams}-{fps}-{i}.json" for i in range(streams)]
     processes = [subprocess.Popen([sys.executable, "-m", "swaptron", "stream",
                                    *command_line(run, video, url, report)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -18,9 +18,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from swaptron.specs import (
     ENSEMBLE_MAX_BATCH,
     FRAME,
-    FRAME_MAX_PIXELS,
-    FRAME_MAX_SIDE,
-    FRAME_MIN_SIDE,
+    FRAME_LIMITS,
     TARGETS,
     EnsembleSpec,
     ModelSpec,
@@ -114,9 +112,10 @@ def model_config(spec: ModelSpec, options: ServingOptions,
                 f"{item.before.name}:{item.after.name}" for item in spec.states))
         if spec.inputs[0].name == FRAME:
             set_parameter(config, "frame_input", FRAME)
-            set_parameter(config, "frame_min_side", str(FRAME_MIN_SIDE))
-            set_parameter(config, "frame_max_side", str(FRAME_MAX_SIDE))
-            set_parameter(config, "frame_max_pixels", str(FRAME_MAX_PIXELS))
+            limits = FRAME_LIMITS[options.target]
+            set_parameter(config, "frame_min_side", str(limits.min_side))
+            set_parameter(config, "frame_max_side", str(limits.max_side))
+            set_parameter(config, "frame_max_pixels", str(limits.max_pixels))
     elif options.target == "onnxruntime":
         config.backend = "onnxruntime"
         config.default_model_filename = "model.onnx"

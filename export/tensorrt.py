@@ -14,7 +14,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from swaptron.specs import FRAME_MAX_SIDE, FRAME_MIN_SIDE, ModelSpec
+from swaptron.specs import FRAME_LIMITS, ModelSpec
+
+TENSORRT_LIMITS = FRAME_LIMITS["tensorrt"]
 
 ENGINE_SCRIPT = "build_engines.sh"
 MANIFEST = "engines.json"
@@ -28,9 +30,9 @@ class ProfileOptions:
     min_batch: int = 1
     opt_batch: int = 1
     max_batch: int = 8
-    min_frame: tuple[int, int] = (FRAME_MIN_SIDE, FRAME_MIN_SIDE)
+    min_frame: tuple[int, int] = (TENSORRT_LIMITS.min_side, TENSORRT_LIMITS.min_side)  # type: ignore[assignment]
     opt_frame: tuple[int, int] = (720, 1280)
-    max_frame: tuple[int, int] = (FRAME_MAX_SIDE, FRAME_MAX_SIDE)
+    max_frame: tuple[int, int] = (TENSORRT_LIMITS.max_side, TENSORRT_LIMITS.max_side)  # type: ignore[assignment]
     fp16: bool = False  # the graphs' networks run in float16 (GraphOptions.fp16_networks)
     workspace_mib: int = 2048
 

@@ -49,6 +49,33 @@ FRAME_MIN_SIDE = 64
 FRAME_MAX_SIDE = 1920
 FRAME_MAX_PIXELS = 1920 * 1080
 TARGETS = ("python-ort", "onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """The frames a target's server refuses, and what refuses them: a side under `min_side` or
+    over `max_side`, more than `max_pixels` pixels; None where nothing checks."""
+
+    min_side: int | None
+    max_side: int | None
+    max_pixels: int | None
+    checked_by: str
+
+
+# Per target, in one place (README "Frame limits"); the gateway checks the strictest before
+# anything reaches Triton.
+FRAME_LIMITS = {
+    "python-ort": FrameLimits(FRAME_MIN_SIDE, FRAME_MAX_SIDE, FRAME_MAX_PIXELS,
+                              "each step that takes FRAME, before inference: INVALID_ARGUMENT "
+                              "naming the size"),
+    "tensorrt": FrameLimits(FRAME_MIN_SIDE, FRAME_MAX_SIDE, FRAME_MAX_SIDE * FRAME_MAX_SIDE,
+                            "the engines' optimisation profile: Triton refuses a shape outside "
+                            "it"),
+    "onnxruntime": FrameLimits(None, None, None,
+                               "nothing in the graph or config: ONNX Runtime runs any size the "
+                               "gRPC message carries (keep this target behind the gateway)"),
+}
+STRICTEST_FRAME_LIMITS = FRAME_LIMITS["python-ort"]
 PUBLISHED_SUFFIX = "_PUBLISHED"
 FACE_CHOICES = ("all", "largest")  # WHICH_FACES values, the default first
 # the words a stateful model's error starts with when it keeps no more streams; the client

@@ -103,7 +103,10 @@ def test_targets_are_checked_against_their_bars(bench_run: tuple[Path, Path, dic
     assert found["frame_1080_cost_ratio"]["value"] == pytest.approx(
         p50["frame-1920x1080"] / p50["frame-720x528"], abs=1e-2)
     aggregate = results["aggregate_realtime"]
-    assert aggregate["streams"] >= 2 and len(aggregate["fps"]) == aggregate["streams"]
+    assert aggregate["streams"] == 4 and len(aggregate["fps"]) == aggregate["streams"]
+    assert aggregate["stream_fps"] == pytest.approx(
+        24 * results["baselines"]["in_process_fps"] / 80, abs=0.06)
+    assert aggregate["single_stream_p95_ms"] > 0
     assert found["aggregate_realtime_ratio"]["value"] == pytest.approx(
         aggregate["qualifying_fps"] / results["baselines"]["in_process_fps"], abs=1e-3)
 

@@ -38,9 +38,7 @@ from swaptron.specs import (
     FACE_CHOICES,
     FACES,
     FAKE_SCORE,
-    FRAME_MAX_PIXELS,
-    FRAME_MAX_SIDE,
-    FRAME_MIN_SIDE,
+    STRICTEST_FRAME_LIMITS,
     SWAPPED,
 )
 
@@ -85,12 +83,12 @@ def decode_frame(message: bytes) -> tuple[float, np.ndarray]:
 
 
 def check_frame_size(width: int, height: int) -> None:
-    """PageMessageError naming the size of a frame outside the server's limits."""
-    if (min(height, width) < FRAME_MIN_SIDE or max(height, width) > FRAME_MAX_SIDE
-            or height * width > FRAME_MAX_PIXELS):
+    """PageMessageError naming the size of a frame outside the strictest target's limits."""
+    low, high, most = (STRICTEST_FRAME_LIMITS.min_side, STRICTEST_FRAME_LIMITS.max_side,
+                       STRICTEST_FRAME_LIMITS.max_pixels)
+    if min(height, width) < low or max(height, width) > high or height * width > most:  # type: ignore[operator]
         raise PageMessageError(f"the frame is {width}x{height} pixels; frames must have sides "
-                               f"between {FRAME_MIN_SIDE} and {FRAME_MAX_SIDE} and at most "
-                               f"{FRAME_MAX_PIXELS} pixels")
+                               f"between {low} and {high} and at most {most} pixels")
 
 
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers, not DHT/JPG/DAC

@@ -10,17 +10,21 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from swaptron.export.repository import ServingOptions, ensemble_config, model_config, render
+from swaptron.export.tensorrt import ProfileOptions
 from swaptron.specs import (
     DETECTOR,
     FACES,
     FRAME,
+    FRAME_LIMITS,
     LANDMARKER,
     LANDMARKS,
     PUBLISHED_SUFFIX,
     RESET,
     SELECTOR,
     STABILIZER,
+    STRICTEST_FRAME_LIMITS,
     SWAPPER,
+    TARGETS,
     EnsembleSpec,
     Step,
     ensembles,
@@ -146,3 +150,26 @@ def test_every_ensemble_is_a_chain_so_a_refusal_leaves_nothing_running(forensics
         for before, after in itertools.pairwise(steps):
             assert set(before.output_map.values()) & set(after.input_map.values()), (
                 ensemble.name, before.model, after.model)
+
+
+def test_frame_limits_come_from_the_one_table_per_target() -> None:
+    specs = model_specs(2)
+    served = model_config(specs[DETECTOR], ServingOptions(target="python-ort"), None)
+    limits = FRAME_LIMITS["python-ort"]
+    assert {key: served.parameters[f"frame_{key}"].string_value
+            for key in ("min_side", "max_side", "max_pixels")} == {
+        "min_side": str(limits.min_side), "max_side": str(limits.max_side),
+        "max_pixels": str(limits.max_pixels)}
+    profile = ProfileOptions()
+    engines = FRAME_LIMITS["tensorrt"]
+    assert profile.min_frame == (engines.min_side, engines.min_side)
+    assert profile.max_frame == (engines.max_side, engines.max_side)
+    assert engines.max_pixels == engines.max_side * engines.max_side  # type: ignore[operator]
+    for target in ("onnxruntime", "tensorrt"):
+        config = model_config(specs[DETECTOR], ServingOptions(target=target), None)
+        assert not any(key.startswith("frame_") for key in config.parameters)
+    assert set(FRAME_LIMITS) == set(TARGETS)
+    strictest = STRICTEST_FRAME_LIMITS
+    for other in FRAME_LIMITS.values():
+        assert other.max_pixels is None or other.max_pixels >= strictest.max_pixels  # type: ignore[operator]
+        assert other.max_side is None or other.max_side >= strictest.max_side  # type: ignore[operator]
