@@ -65,7 +65,7 @@ def targets_table(results: Results) -> str:
     for target in results["targets"]:
         met = target["met"]
         mark = "met" if met else ("**missed**" if met is False else "not measured")
-        bar = f"{target['comparison']} {cell(target['bar'], 1)} {target['unit']}"
+        bar = f"{target['comparison']} {cell(target['bar'], 2)} {target['unit']}"
         if target.get("bar_at_80_fps") is not None:
             bar += f" (scaled from {cell(target['bar_at_80_fps'], 1)} at 80 FPS)"
         rows.append([target["description"], f"{cell(target['value'], 2)} {target['unit']}",
