@@ -59,6 +59,7 @@ WATCH_POLL_SECONDS = 0.2
 DEFAULT_POOL_LIMIT = 128 << 20  # a batch of 8 frames of 1920x1080 in and out is 100 MB
 SHM_FOLDER = Path("/dev/shm")
 STUB_PREFIX = "triton_python_b"  # the stub's process name, as the kernel truncates it
+MIN_ADDRESS_SPACE = 4 << 30  # the address-space cap never goes below this
 RESTART_WINDOW_S = 60.0
 MAX_RESTARTS = 5
 JEMALLOC = "libjemalloc.so.2"  # Debian's libjemalloc2 (`make debs`)
@@ -239,7 +240,8 @@ def child_setup(pool_limit_bytes: int) -> Callable[[], None]:
     tests/helpers.py's JSON): at the cap the allocation fails as it did under glibc, the server
     exits and the supervisor restarts it, instead of the server touching 30 GB."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here, not in the forked child
-    address_limit = psutil.virtual_memory().total
+    # the server maps about 2.3 GB of address space at rest, the stubs under 0.8 GB each
+    address_limit = max(psutil.virtual_memory().total, MIN_ADDRESS_SPACE)
     libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
     libc.signal.restype = ctypes.c_void_p
 

@@ -21,6 +21,7 @@ from swaptron.benchmarks import perf_analyzer
 from swaptron.server import access
 from swaptron.server.launcher import (
     JEMALLOC,
+    MIN_ADDRESS_SPACE,
     ServerError,
     TritonServer,
     free_ports,
@@ -57,6 +58,8 @@ def test_server_answers_grpc_and_http_then_leaves_nothing(tiny_repository: Path,
     with server:
         group = server.pid
         assert group is not None
+        cap = max(psutil.virtual_memory().total, MIN_ADDRESS_SPACE)
+        assert psutil.Process(group).rlimit(psutil.RLIMIT_AS) == (cap, cap)
         np.testing.assert_array_equal(infer_grpc(server.grpc_url, "double", values), values * 2)
         np.testing.assert_array_equal(
             infer_http(server.http_url, "quadruple", values, server.admin_key), values * 4)
