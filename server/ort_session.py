@@ -2,7 +2,8 @@
 models, export checks) and the chain of the ensemble's networks in one process (the bench's
 in-process baseline, tests).
 
-Torch-free, so the Python-backend stubs can import it without loading PyTorch.
+Torch-free and gRPC-free, so the Python-backend stubs import it without loading PyTorch or
+tritonclient (whose gRPC and protobuf modules took 16 MB in each stub, measured).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as mc
 
 from swaptron.specs import FRAME, LARGEST_ONLY, NETWORKS, SELECTOR, TARGET
 
@@ -43,6 +42,9 @@ def cpu_session(path: Path, threads: int = 1, spinning: bool = False) -> ort.Inf
 def default_target(repository: Path) -> int:
     """The swapper's decoder index of the repository's default identity (its selector's
     parameters)."""
+    from google.protobuf import text_format  # not at the top: the stubs never call this
+    from tritonclient.grpc import model_config_pb2 as mc
+
     config = text_format.Parse((repository / SELECTOR / "config.pbtxt").read_text(),
                                mc.ModelConfig())
     identities = config.parameters["identities"].string_value.split(",")

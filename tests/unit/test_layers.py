@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,3 +92,15 @@ def test_the_rules_refuse_upward_and_sideways_imports() -> None:
     assert not allowed("swaptron.client.stream", "swaptron.networks.swapper")
     assert allowed("swaptron.export.build", "swaptron.networks.pipeline")
     assert allowed("swaptron.benchmarks.bench", "swaptron.export.build")
+
+
+def test_what_the_stubs_import_loads_no_grpc_protobuf_or_torch() -> None:
+    # every Python-backend stub imports these; each heavy module costs every stub its memory
+    stub_modules = ["swaptron.server.ort_session", "swaptron.server.ort_checks",
+                    "swaptron.server.stream_states"]
+    probe = ("import sys; " + "; ".join(f"import {name}" for name in stub_modules)
+             + "; print(sorted({m.split('.')[0] for m in sys.modules}"
+             " & {'grpc', 'tritonclient', 'google', 'torch'}))")
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert shown == "[]", shown
