@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from swaptron.specs import FrameLimits
+
 
 def config_parameters(config: dict[str, Any]) -> dict[str, str]:
     """`parameters { key: ... value { string_value: ... } }` of a model config as a dict."""
@@ -18,8 +20,6 @@ def frame_problem(name: str, frame: np.ndarray, limits: dict[str, int]) -> str |
     if frame.ndim != 4 or frame.shape[3] != 3:
         return f"{name} must be [H, W, 3] BGR per frame, got {list(frame.shape[1:])}"
     height, width = frame.shape[1], frame.shape[2]
-    low, high, most = limits["min_side"], limits["max_side"], limits["max_pixels"]
-    if min(height, width) < low or max(height, width) > high or height * width > most:
-        return (f"{name} is {width}x{height} pixels; frames must have sides between {low} and "
-                f"{high} and at most {most} pixels")
-    return None
+    rule = FrameLimits(limits["min_side"], limits["max_side"],
+                       limits["max_pixels"]).rule_broken_by(width, height)
+    return None if rule is None else f"{name} is {width}x{height} pixels; {rule}"

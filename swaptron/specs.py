@@ -59,7 +59,17 @@ class FrameLimits:
     min_side: int | None
     max_side: int | None
     max_pixels: int | None
-    checked_by: str
+    checked_by: str = ""
+
+    def rule_broken_by(self, width: int, height: int) -> str | None:
+        """The rule a width x height frame breaks, in words, or None when it passes."""
+        low = self.min_side if self.min_side is not None else 0
+        high = self.max_side if self.max_side is not None else max(width, height)
+        most = self.max_pixels if self.max_pixels is not None else width * height
+        if min(width, height) < low or max(width, height) > high or width * height > most:
+            return (f"frames must have sides between {self.min_side} and {self.max_side} and at "
+                    f"most {self.max_pixels} pixels")
+        return None
 
 
 # Per target, in one place (README "Frame limits"); the gateway checks the strictest before

@@ -84,11 +84,9 @@ def decode_frame(message: bytes) -> tuple[float, np.ndarray]:
 
 def check_frame_size(width: int, height: int) -> None:
     """PageMessageError naming the size of a frame outside the strictest target's limits."""
-    low, high, most = (STRICTEST_FRAME_LIMITS.min_side, STRICTEST_FRAME_LIMITS.max_side,
-                       STRICTEST_FRAME_LIMITS.max_pixels)
-    if min(height, width) < low or max(height, width) > high or height * width > most:  # type: ignore[operator]
-        raise PageMessageError(f"the frame is {width}x{height} pixels; frames must have sides "
-                               f"between {low} and {high} and at most {most} pixels")
+    rule = STRICTEST_FRAME_LIMITS.rule_broken_by(width, height)
+    if rule is not None:
+        raise PageMessageError(f"the frame is {width}x{height} pixels; {rule}")
 
 
 SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers, not DHT/JPG/DAC

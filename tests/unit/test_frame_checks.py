@@ -35,3 +35,13 @@ def test_config_parameters() -> None:
     config = {"parameters": {"onnx_file": {"string_value": "model.onnx"}}}
     assert config_parameters(config) == {"onnx_file": "model.onnx"}
     assert config_parameters({}) == {}
+
+
+def test_each_target_refuses_by_its_own_limits() -> None:
+    from swaptron.specs import FRAME_LIMITS
+
+    assert FRAME_LIMITS["python-ort"].rule_broken_by(1920, 1920) is not None
+    assert FRAME_LIMITS["tensorrt"].rule_broken_by(1920, 1920) is None
+    assert FRAME_LIMITS["tensorrt"].rule_broken_by(1921, 64) is not None
+    assert FRAME_LIMITS["onnxruntime"].rule_broken_by(30000, 30000) is None
+    assert FRAME_LIMITS["python-ort"].rule_broken_by(720, 528) is None
