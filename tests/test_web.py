@@ -41,7 +41,7 @@ class Gateway:
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "swaptron", "web", "--url", url, "--port", str(self.port),
-             "--token", self.token, "--max-sessions", "1", *extra],
+             f"--token={self.token}", "--max-sessions", "1", *extra],
             stdout=log.open("w"), stderr=subprocess.STDOUT)
         self.log = log
         deadline = time.monotonic() + 60

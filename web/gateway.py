@@ -78,7 +78,7 @@ def check_options(options: GatewayOptions) -> None:
                            "(or SWAPTRON_WEB_TOKEN) so that only people with it can stream")
     if options.token is not None and len(options.token) < 16:
         raise GatewayError("the token is too short: use at least 16 characters "
-                           "(python3 -c 'import secrets; print(secrets.token_urlsafe())')")
+                           "(python3 -c 'import secrets; print(secrets.token_hex(16))')")
 
 
 class Gateway:
