@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REQUIRED_COLUMNS = ("Concurrency", "Inferences/Second", "p50 latency", "p95 latency", "p99 latency")
+# perf_analyzer calls a level stable when each of its last three windows lies within
+# (1 +- percentage/100) of their mean; no three positive values lie beyond 3x their mean, so at
+# 200% or more every run is accepted, however noisy the machine
+STABLE_PERCENTAGE = 25
+ANY_SPREAD_PERCENTAGE = 1000
 
 
 class PerfAnalyzerError(RuntimeError):
@@ -79,11 +84,15 @@ def version() -> str:
 def run(model: str, url: str, csv_path: Path, *, concurrency: tuple[int, ...] = (1,),
         measurement_ms: int = 2000, input_data: Path | None = None,
         shapes: dict[str, tuple[int, ...]] | None = None, batch_size: int = 1,
-        extra_args: tuple[str, ...] = (), timeout_s: float = 600.0) -> list[PerfRow]:
+        extra_args: tuple[str, ...] = (), timeout_s: float = 600.0,
+        stability_percentage: int = STABLE_PERCENTAGE,
+        count_window: int | None = None) -> list[PerfRow]:
     """Profile a model over gRPC at each concurrency; returns one row per level.
 
     Each level runs as its own perf_analyzer call (its ranges only step additively); the CSVs
-    are kept as `<csv_path stem>-c<level>.csv` and merged into `csv_path`.
+    are kept as `<csv_path stem>-c<level>.csv` and merged into `csv_path`. `count_window`
+    measures windows of that many requests instead of `measurement_ms` (a window then never
+    ends empty on a slow machine); ANY_SPREAD_PERCENTAGE accepts any noise.
     """
     rows: list[PerfRow] = []
     merged: list[str] = []
@@ -92,9 +101,12 @@ def run(model: str, url: str, csv_path: Path, *, concurrency: tuple[int, ...] = 
         command = [
             str(binary()), "-m", model, "-i", "grpc", "-u", url, "-b", str(batch_size),
             "--concurrency-range", str(level), "--measurement-interval", str(measurement_ms),
-            "--max-trials", "6", "--stability-percentage", "25", "-f", str(level_csv),
-            *extra_args,
+            "--max-trials", "6", "--stability-percentage", str(stability_percentage),
+            "-f", str(level_csv), *extra_args,
         ]
+        if count_window is not None:
+            command += ["--measurement-mode", "count_windows",
+                        "--measurement-request-count", str(count_window)]
         if input_data is not None:
             command += ["--input-data", str(input_data)]
         for name, shape in (shapes or {}).items():

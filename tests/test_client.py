@@ -136,7 +136,9 @@ def test_unreachable_server_gives_a_message_exit_code_and_report(tmp_path: Path)
     assert f"cannot reach Triton at 127.0.0.1:{port}" in result.stdout
     assert "swaptron serve" in result.stdout
     assert "retrying" in result.stderr
-    assert time.monotonic() - started < 30
+    # it gave up after its 3 s, not the default 30 s per try (a bound loose enough for a
+    # loaded machine's interpreter start)
+    assert time.monotonic() - started < 120
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["outcome"].startswith("error: cannot reach Triton")
     check_counts(report)
@@ -226,10 +228,10 @@ def test_unwritable_report_or_output_is_refused_before_streaming(tmp_path: Path)
                            (("--output", str(blocker / "clip.mp4")), "cannot create")):
         started = time.monotonic()
         result = stream("--source", str(assets.demo_video()), "--url", f"127.0.0.1:{port}",
-                        "--connect-timeout", "30", *extra)
+                        "--connect-timeout", "600", *extra)
         assert result.returncode == 2, extra
         assert message in result.stdout, (extra, result.stdout)
-        assert time.monotonic() - started < 20
+        assert time.monotonic() - started < 300  # refused before a 600 s connection wait
     assert not (tmp_path / "clip.xyz").exists()
 
 
@@ -257,16 +259,20 @@ def start_stream(url: str, report: Path, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_frames(server: TritonServer, count: int, timeout: float = 120) -> None:
+def stream_answers(server: TritonServer) -> int:
+    """How many stream ensemble requests the server has answered so far."""
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        stats = client.get_inference_statistics(STREAM, as_json=True)
+    return int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
+
+
+def wait_for_frames(server: TritonServer, count: int, timeout: float = 300) -> None:
     """Until the server has answered `count` ensemble requests."""
     deadline = time.monotonic() + timeout
-    with grpcclient.InferenceServerClient(server.grpc_url) as client:
-        while time.monotonic() < deadline:
-            stats = client.get_inference_statistics(STREAM, as_json=True)
-            done = int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
-            if done >= count:
-                return
-            time.sleep(0.2)
+    while time.monotonic() < deadline:
+        if stream_answers(server) >= count:
+            return
+        time.sleep(0.2)
     raise TimeoutError(f"fewer than {count} frames answered")
 
 
@@ -298,8 +304,9 @@ def test_server_killed_and_restarted_mid_stream(exported_repository: Path,
 def test_a_stop_signal_ends_cleanly_with_a_report(faceswap_server: TritonServer,
                                                   tmp_path: Path, stop: signal.Signals) -> None:
     report = tmp_path / "report.json"
+    answered = stream_answers(faceswap_server)
     process = start_stream(faceswap_server.grpc_url, report)
-    time.sleep(6)
+    wait_for_frames(faceswap_server, answered + 16)
     process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stdout + stderr

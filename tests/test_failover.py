@@ -73,7 +73,7 @@ def test_a_killed_server_fails_its_stream_over_and_loses_no_frame_from_the_count
     report = tmp_path / "report.json"
     stream = subprocess.Popen(stream_command(url, report, "--realtime"),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a loaded machine starts the client slowly
     busy: list[TritonServer] = []
     while not busy and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -83,7 +83,7 @@ def test_a_killed_server_fails_its_stream_over_and_loses_no_frame_from_the_count
     survivors = [server for server in servers if server is not victim]
     before_kill = sum(stream_requests(server.grpc_url) for server in survivors)
     os.killpg(victim.pid, signal.SIGKILL)  # the whole server: Triton and its stubs
-    output, _ = stream.communicate(timeout=120)
+    output, _ = stream.communicate(timeout=300)
     print(output[-2000:])
     found = json.loads(report.read_text())
     frames = found["frames"]

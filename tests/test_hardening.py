@@ -241,7 +241,7 @@ def test_a_killed_stub_is_replaced_and_the_stream_goes_on(exported_repository: P
     assert data["frames_captured"] == (data["frames_received"] + data["frames_dropped"]
                                        + data["frames_failed"])
     assert data["frames_received"] >= 48
-    assert stop_seconds < 15
+    assert stop_seconds < 45  # no hang: SIGTERM's 15 s grace and SIGKILL's 15 s wait at most
     assert not list(SHM_FOLDER.glob(f"{server.shm_prefix}*"))
 
 

@@ -101,8 +101,10 @@ def test_server_stops_when_the_body_raises(tiny_repository: Path) -> None:
 def test_perf_analyzer_measures_the_ensemble(tiny_repository: Path, tmp_path: Path) -> None:
     csv_path = tmp_path / "perf.csv"
     with TritonServer(tiny_repository, ports=free_ports()) as server:
+        # count windows accepting any spread: a loaded machine never fails it for noise
         rows = perf_analyzer.run("quadruple", server.grpc_url, csv_path, concurrency=(1, 2),
-                                 measurement_ms=800, shapes={"X": (16,)})
+                                 measurement_ms=800, shapes={"X": (16,)}, count_window=20,
+                                 stability_percentage=perf_analyzer.ANY_SPREAD_PERCENTAGE)
     assert [row.concurrency for row in rows] == [1, 2]
     for row in rows:
         assert row.throughput > 0

@@ -140,15 +140,17 @@ def encode_answer(page_time: float, tensors: dict[str, np.ndarray], quality: int
 class RateCap:
     """A token bucket: at most `rate` frames a second, with a burst of two."""
 
-    def __init__(self, rate: float, burst: float = 2.0) -> None:
+    def __init__(self, rate: float, burst: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self.last = time.monotonic()
+        self.clock = clock
+        self.last = clock()
 
     def allow(self) -> bool:
         """True when one more frame fits under the cap now."""
-        now = time.monotonic()
+        now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
         if self.tokens < 1.0:
