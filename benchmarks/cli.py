@@ -80,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the page, glass to glass: headless Chromium streams Megamind "
                              "at 24 FPS through `swaptron web` (--seconds, default 30), beside "
                              "the Python client (web.md)")
+    parser.add_argument("--against", default=None, metavar="REF",
+                        help="only the regression guard: REF (a commit or tag) is built beside "
+                             "the working tree and both are streamed alternately (REF, HEAD, "
+                             "REF, HEAD); prints the ratios HEAD/REF (against-REF.md)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
                              "gets the latest table (default: README.md when writing to "
@@ -103,6 +107,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--web")
     if args.capacity:
         parts.append("--capacity")
+    if args.against:
+        parts += ["--against", args.against]
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -146,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         print(capacity_markdown(run_capacity(args.output_dir, args.work_dir / "capacity",
                                              args.seconds or 15.0)))
         return 0
+    if args.against:
+        return run_against(args)
     if args.web:
         from swaptron.benchmarks.web import run_web, web_markdown
 
@@ -164,6 +172,22 @@ def run(args: argparse.Namespace) -> int:
     except BenchError as error:
         print(f"error: {error}")
         return 1
+    return 0
+
+
+def run_against(args: argparse.Namespace) -> int:
+    """The working tree against REF, alternating; 1 when REF cannot be built or served."""
+    from swaptron.benchmarks.against import AgainstError, markdown
+    from swaptron.benchmarks.against import run_against as measure_against
+
+    try:
+        results = measure_against(args.against, args.output_dir, args.work_dir / "against",
+                                  args.quick, command_line(args),
+                                  lambda line: print(line, flush=True))
+    except AgainstError as error:
+        print(f"error: {error}")
+        return 1
+    print(markdown(results))
     return 0
 
 

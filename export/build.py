@@ -25,14 +25,19 @@ from swaptron.export.repository import (
 from swaptron.networks.geometry import GraphOptions
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.specs import (
+    DETECTOR,
     FACE_CHOICES,
     FAKE_SCORE,
     FORENSICS,
+    LANDMARKER,
     PRESENCE,
     PUBLISHED_SUFFIX,
     SELECTOR,
     SWAPPED,
     TARGET,
+    TRACK_KEYPOINT_LANDMARKS,
+    TRACK_PRESENCE,
+    TRACKER,
     ModelSpec,
     ensembles,
     model_specs,
@@ -52,7 +57,8 @@ class ExportReport:
     engine_script: Path | None = None
 
 
-SELECTOR_MODULE = "swaptron.server.selector_model"
+PYTHON_MODULES = {SELECTOR: "swaptron.server.selector_model",
+                  TRACKER: "swaptron.server.tracker_model"}  # copied as their model.py
 
 
 class ExportError(RuntimeError):
@@ -139,9 +145,10 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
         warmup = None if spec.states or not spec.graph else {
             name: tensors[name][:1] for name in spec.input_names()}
         facts = (detector_facts(pipeline_options) if spec.name == FORENSICS
-                 else selector_facts(pipeline) if spec.name == SELECTOR else None)
+                 else selector_facts(pipeline) if spec.name == SELECTOR
+                 else tracker_facts(specs, serving) if spec.name == TRACKER else None)
         write_model_folder(output, model_config(spec, serving, warmup, facts), serving.target,
-                           warmup, None if spec.graph else selector_source())
+                           warmup, None if spec.graph else python_model_source(spec.name))
     for ensemble in ensembles(pipeline_options.max_faces, forensics):
         write_model_folder(output, ensemble_config(ensemble), serving.target, None)
     remove_stale(output, {*specs, *(e.name for e in ensembles(pipeline_options.max_faces,
@@ -163,12 +170,26 @@ def selector_facts(pipeline: Pipeline) -> dict[str, str]:
             "default_identity": pipeline.swapper.default, "face_choices": ",".join(FACE_CHOICES)}
 
 
-def selector_source() -> str:
-    """The selector's model.py: server/selector_model.py as it is (self-contained; found, not
-    imported: it needs Triton's stub module)."""
-    found = importlib.util.find_spec(SELECTOR_MODULE)
+def tracker_facts(specs: dict[str, ModelSpec], serving: ServingOptions) -> dict[str, str]:
+    """What the tracker calls and when it detects: the detector's and landmarker's names and
+    the detector outputs it reads, the keyframe interval, the lost-face presence, the
+    landmarks standing for the keypoints, and the streams it keeps."""
+    detector = specs[DETECTOR]
+    return {"detector": DETECTOR, "landmarker": LANDMARKER,
+            "detector_outputs": ",".join(t.name for t in detector.network_outputs),
+            "keyframe_interval": str(serving.keyframe_interval),
+            "presence_threshold": str(TRACK_PRESENCE),
+            "keypoint_landmarks": ",".join(map(str, TRACK_KEYPOINT_LANDMARKS)),
+            "max_streams": str(serving.max_streams)}
+
+
+def python_model_source(model: str) -> str:
+    """A Python model's model.py: its server/<name>_model.py as it is (self-contained; found,
+    not imported: it needs Triton's stub module)."""
+    module = PYTHON_MODULES[model]
+    found = importlib.util.find_spec(module)
     if found is None or found.origin is None:
-        raise ExportError(f"{SELECTOR_MODULE} is missing from the installation")
+        raise ExportError(f"{module} is missing from the installation")
     return Path(found.origin).read_text()
 
 

@@ -49,6 +49,7 @@ class ServingOptions:
     intra_op_spinning: bool = False
     max_streams: int = 32  # live sequences a stateful model keeps per instance
     stream_idle_s: float = 10.0  # a sequence silent this long is ended and its state freed
+    keyframe_interval: int = 24  # the tracker detects at least every this many frames
 
 
 # python-ort: the sequence batcher gives the stabilizer twice as many slots as it keeps
@@ -89,7 +90,7 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         set_parameter(config, key, value)
     config.input.extend(input_config(t) for t in spec.inputs)
     config.output.extend(tensor_config(t, mc.ModelOutput) for t in spec.outputs)
-    if spec.states:
+    if spec.sequenced:
         config.sequence_batching.CopyFrom(sequence_batching(spec, options))
     elif options.dynamic_batching:
         config.dynamic_batching.max_queue_delay_microseconds = options.queue_delay_us
@@ -127,7 +128,7 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         group.kind = mc.ModelInstanceGroup.KIND_GPU
     else:
         raise ValueError(f"target must be one of {TARGETS}, got {options.target!r}")
-    if warmup is not None and not spec.states:  # a warmup request has no sequence id
+    if warmup is not None and not spec.sequenced:  # a warmup request has no sequence id
         config.model_warmup.append(warmup_config(spec, warmup))
     return config
 
@@ -139,7 +140,7 @@ def sequence_batching(spec: ModelSpec, options: ServingOptions) -> mc.ModelSeque
     (implicit state, zeros at the start); the python-ort model keeps them per sequence."""
     batching = mc.ModelSequenceBatching(
         max_sequence_idle_microseconds=int(options.stream_idle_s * 1e6))
-    python = options.target == "python-ort"
+    python = options.target == "python-ort" or not spec.graph
     batching.oldest.max_candidate_sequences = options.max_streams * (
         CANDIDATES_PER_STREAM if python else 1)
     batching.oldest.preferred_batch_size.extend(

@@ -39,12 +39,18 @@ SCAN = "scan"
 CHECKED = "faceswap_checked"
 SELECTOR = "selector"
 STABILIZER = "stabilizer"
+TRACKER = "tracker"
 STREAM = "faceswap_stream"
 STREAM_CHECKED = "faceswap_stream_checked"
 NETWORKS = (DETECTOR, LANDMARKER, SWAPPER)  # the swap chain
 
 NUM_KEYPOINTS = 6  # BlazeFace: right eye, left eye, nose tip, mouth, right ear, left ear
 NUM_LANDMARKS = 468  # FaceMesh
+# FaceMesh landmarks standing for the detector's keypoints when the tracker takes a face's crop
+# from its previous landmarks: outer eye corners (right, left: the crop levels on them, as
+# MediaPipe's tracking does), nose tip, upper-lip centre, right and left cheek edge
+TRACK_KEYPOINT_LANDMARKS = (33, 263, 1, 13, 234, 454)
+TRACK_PRESENCE = 0.5  # a followed face with a landmark presence at or under this is lost
 FRAME_MIN_SIDE = 64
 FRAME_MAX_SIDE = 1920
 FRAME_MAX_PIXELS = 1920 * 1080
@@ -158,7 +164,13 @@ class ModelSpec:
     publishes: tuple[str, ...] = ()
     states: tuple[StateSpec, ...] = ()
     stands_for: tuple[tuple[str, str], ...] = ()
-    graph: bool = True  # an ONNX graph; False: a Python model (server/selector_model.py)
+    graph: bool = True  # an ONNX graph; False: a Python model (server/*_model.py)
+    streams: bool = False  # keeps per-stream state of its own (sequence batcher, no graph state)
+
+    @property
+    def sequenced(self) -> bool:
+        """True when the sequence batcher serves it (one stream's frames in order)."""
+        return bool(self.states) or self.streams
 
     def ensemble_name(self, output: str) -> str:
         """The ensemble tensor an output is (its own name unless it stands for another)."""
@@ -347,6 +359,10 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
         ModelSpec(FORENSICS, (frame(), landmarks, presence), (fake_score,),
                   "forensic crop per face slot, forgery detector: probability of a swap "
                   "(-1 for an empty slot)"),
+        ModelSpec(TRACKER, (frame(),), (faces, landmarks, presence),
+                  "per stream: the detector on keyframes, each face's crop from its previous "
+                  "landmarks between them, the landmarker on every frame (server/"
+                  "tracker_model.py, calling both models)", graph=False, streams=True),
         ModelSpec(STABILIZER, (faces, landmarks, presence), tuple(map(steady, steadied)),
                   "per stream: faces kept in their slots across frames, One Euro filter on "
                   "the landmarks, a missed face held a few frames",
@@ -381,8 +397,10 @@ def swap_outputs(specs: dict[str, ModelSpec], *extra: TensorSpec) -> tuple[Tenso
 
 
 def swap_steps(specs: dict[str, ModelSpec], stateful: bool) -> tuple[Step, ...]:
-    """detector -> selector -> landmarker -> (stabilizer) -> swapper."""
-    names = ((DETECTOR, SELECTOR, LANDMARKER, STABILIZER, SWAPPER) if stateful
+    """detector -> selector -> landmarker -> swapper; a stream (stateful): tracker (the
+    detector on keyframes, the landmarker on every frame) -> selector -> stabilizer ->
+    swapper."""
+    names = ((TRACKER, SELECTOR, STABILIZER, SWAPPER) if stateful
              else (DETECTOR, SELECTOR, LANDMARKER, SWAPPER))
     return tuple(Step(specs[name]) for name in names)
 

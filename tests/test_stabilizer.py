@@ -31,9 +31,9 @@ from swaptron.specs import (
     FACES,
     FRAME,
     LANDMARKS,
-    STABILIZER,
     STREAM,
     STREAM_LIMIT_ERROR,
+    TRACKER,
 )
 
 pytestmark = pytest.mark.server
@@ -142,7 +142,7 @@ def test_streams_past_the_limit_are_refused_until_one_ends(
             send(client, STREAM, frame, sequence_id=2000, sequence_start=True)
         assert STREAM_LIMIT_ERROR in str(refused.value)
         assert f"{LIMIT} streams are live" in str(refused.value)
-        assert STABILIZER in str(refused.value)
+        assert TRACKER in str(refused.value)  # the stream's first stateful step
         # the stateless ensemble is not affected
         assert send(client, ENSEMBLE, frame)[FACES][0, 4] > 0
         # ending one stream frees its place

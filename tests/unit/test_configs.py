@@ -9,6 +9,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from swaptron.assets import CHECKOUT
 from swaptron.export.repository import ServingOptions, ensemble_config, model_config, render
 from swaptron.export.tensorrt import ProfileOptions
 from swaptron.specs import (
@@ -18,13 +19,16 @@ from swaptron.specs import (
     FRAME_LIMITS,
     LANDMARKER,
     LANDMARKS,
+    PRESENCE,
     PUBLISHED_SUFFIX,
     RESET,
     SELECTOR,
     STABILIZER,
+    STREAM_LIMIT_ERROR,
     STRICTEST_FRAME_LIMITS,
     SWAPPER,
     TARGETS,
+    TRACKER,
     EnsembleSpec,
     Step,
     ensembles,
@@ -87,7 +91,22 @@ def test_the_stream_ensemble_swaps_and_returns_the_steady_landmarks() -> None:
     assert steps[SWAPPER].input_map[LANDMARKS] == steady[landmarks]
     assert steady[landmarks + PUBLISHED_SUFFIX] == LANDMARKS
     assert steady[faces] == FACES
-    assert LANDMARKS not in steps[LANDMARKER].output_map.values()
+    assert LANDMARKS not in steps[TRACKER].output_map.values()
+    assert DETECTOR not in steps and LANDMARKER not in steps  # the tracker calls them
+
+
+@pytest.mark.parametrize("target", ["python-ort", "onnxruntime", "tensorrt"])
+def test_the_tracker_is_a_sequence_batched_python_model_on_every_target(target: str) -> None:
+    spec = model_specs(2)[TRACKER]
+    options = ServingOptions(target=target)
+    config = parse_text(render(model_config(spec, options, None)))
+    assert config.backend == "python" and not config.HasField("dynamic_batching")
+    batching = config.sequence_batching
+    assert not batching.control_input and not batching.state and not config.model_warmup
+    # as many candidate slots as twice the streams kept: a stream past the limit reaches the
+    # model and gets its error instead of waiting in Triton's backlog
+    assert batching.oldest.max_candidate_sequences == 2 * options.max_streams
+    assert [t.name for t in config.output] == [FACES, LANDMARKS, PRESENCE]
 
 
 @pytest.mark.parametrize("target", ["python-ort", "onnxruntime", "tensorrt"])
@@ -173,3 +192,8 @@ def test_frame_limits_come_from_the_one_table_per_target() -> None:
     for other in FRAME_LIMITS.values():
         assert other.max_pixels is None or other.max_pixels >= strictest.max_pixels  # type: ignore[operator]
         assert other.max_side is None or other.max_side >= strictest.max_side  # type: ignore[operator]
+
+
+def test_the_tracker_refuses_a_stream_in_the_words_the_client_knows() -> None:
+    source = (CHECKOUT / "server" / "tracker_model.py").read_text()  # self-contained: not imported
+    assert f'STREAM_LIMIT_ERROR = "{STREAM_LIMIT_ERROR}"' in source

@@ -1,0 +1,232 @@
+"""`swaptron bench --against REF`: the working tree against a reference commit, side by side.
+
+REF's source is unpacked beside the checkout (build/against/<sha>/src) and runs on this
+environment's packages with its own code first on PYTHONPATH; it exports its own repository. Both
+builds serve at once, and the same stream runs are made alternately (REF, HEAD, REF, HEAD), so
+a noisy machine moves both alike. The ratios HEAD/REF are what the bars read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from swaptron.assets import CHECKOUT, demo_video
+
+READY_TIMEOUT_S = 900.0  # a first export of REF takes minutes on 2 cores
+RUNS = {"unpaced": (), "realtime_24": ("--realtime", "--fps", "24")}
+
+Progress = Callable[[str], None]
+
+
+class AgainstError(RuntimeError):
+    """REF cannot be built or served; the message names what failed."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """A source tree to measure and the environment its commands run in."""
+
+    name: str
+    root: Path
+    env: dict[str, str]
+
+    def command(self, *args: str) -> list[str]:
+        """`swaptron ARGS` of this build."""
+        return [sys.executable, "-m", "swaptron", *args]
+
+
+def git(*args: str) -> str:
+    """Output of a git command in the checkout; AgainstError naming it when it fails."""
+    result = subprocess.run(["git", "-C", str(CHECKOUT), *args], capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise AgainstError(f"git {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def link_packages(source: Path) -> None:
+    """Make REF's package-dir mapping (swaptron.client = client/ ...) importable from source:
+    a link swaptron/<name> -> ../<folder> for each subpackage."""
+    mapping = tomllib.loads((source / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"]
+    for package, folder in mapping.items():
+        parts = package.split(".")
+        if len(parts) == 2 and parts[0] == "swaptron":
+            link = source / "swaptron" / parts[1]
+            if not link.exists():
+                link.symlink_to(Path("..") / folder)
+
+
+def reference_build(ref: str, work: Path) -> Build:
+    """REF unpacked (once per commit) into work/<sha>/src, ready to run."""
+    sha = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    source = work / sha[:12] / "src"
+    if not (source / ".unpacked").is_file():
+        source.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(CHECKOUT), "archive", sha],
+                                 capture_output=True, check=True).stdout
+        archive_path = source.parent / "src.tar"
+        archive_path.write_bytes(archive)
+        with tarfile.open(archive_path) as tar:
+            tar.extractall(source, filter="data")
+        archive_path.unlink()
+        link_packages(source)
+        (source / ".unpacked").write_text(sha + "\n")
+    env = dict(os.environ, PYTHONPATH=str(source))
+    return Build(f"REF {ref} ({sha[:7]})", source, env)
+
+
+def head_build() -> Build:
+    """The working tree, as installed in this environment."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return Build("HEAD (working tree)", CHECKOUT, env)
+
+
+@contextmanager
+def serving(build: Build, ports: tuple[int, int, int], log: Path, say: Progress
+            ) -> Iterator[str]:
+    """Export the build's default repository, serve it; yields its gRPC address."""
+    repository = build.root / "model_repository"
+    say(f"{build.name}: export")
+    exported = subprocess.run(build.command("export"), env=build.env, cwd=build.root,
+                              capture_output=True, text=True, check=False)
+    if exported.returncode != 0:
+        raise AgainstError(f"{build.name}: `swaptron export` failed: "
+                           f"{(exported.stdout + exported.stderr).strip()[-800:]}")
+    http, grpc, metrics = ports
+    command = build.command("serve", "--model-repository", str(repository), "--http-port",
+                            str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+                            "--log-file", str(log))
+    with subprocess.Popen(command, env=build.env, cwd=build.root, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, start_new_session=True) as server:
+        try:
+            wait_ready(server, build.name)
+            say(f"{build.name}: serving on 127.0.0.1:{grpc}")
+            yield f"127.0.0.1:{grpc}"
+        finally:
+            stop(server)
+
+
+def wait_ready(server: subprocess.Popen[str], name: str) -> None:
+    """Until `swaptron serve` prints its ready line; AgainstError with its output if it exits."""
+    output = server.stdout
+    if output is None:
+        raise AgainstError(f"{name}: the server's output is not readable")
+    lines = []
+    for line in output:
+        lines.append(line)
+        if line.startswith("ready:"):
+            return
+    raise AgainstError(f"{name}: `swaptron serve` exited: {''.join(lines)[-800:]}")
+
+
+def stop(server: subprocess.Popen[str]) -> None:
+    """SIGINT the server's group, then SIGKILL what is left after a minute."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+
+
+def stream_run(build: Build, url: str, extra: tuple[str, ...], frames: int, report: Path
+               ) -> dict[str, float]:
+    """One `swaptron stream` of the demo video through the build's default ensemble."""
+    command = build.command("stream", "--source", str(demo_video()), "--url", url,
+                            "--no-display", "--quiet", "--frames", str(frames), "--report",
+                            str(report), *extra)
+    result = subprocess.run(command, env=build.env, cwd=build.root, capture_output=True,
+                            text=True, check=False, timeout=600)
+    if not report.is_file():
+        raise AgainstError(f"{build.name}: `swaptron stream` wrote no report: "
+                           f"{(result.stdout + result.stderr).strip()[-800:]}")
+    found = json.loads(report.read_text())
+    captured = max(int(found["frames_captured"]), 1)
+    return {"fps": float(found["fps"]), "p95_ms": float(found["latency_ms"]["p95"]),
+            "dropped_pct": 100.0 * int(found["frames_dropped"]) / captured}
+
+
+def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress) -> dict[str, object]:
+    """Both builds served at once; each run alternates REF, HEAD over `rounds` rounds."""
+    from swaptron.server.launcher import free_ports
+
+    builds = (reference_build(ref, work), head_build())
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {
+        b.name: {run: [] for run in RUNS} for b in builds}
+    with ExitStack() as stack:
+        urls = {}
+        for index, build in enumerate(builds):
+            ports = free_ports()
+            urls[build.name] = stack.enter_context(serving(
+                build, (ports.http, ports.grpc, ports.metrics), work / f"triton-{index}.log", say))
+        for round_index in range(rounds):
+            for run, extra in RUNS.items():
+                for index, build in enumerate(builds):
+                    report = work / f"r{round_index}-{run}-{index}.json"
+                    sample = stream_run(build, urls[build.name], extra, frames, report)
+                    samples[build.name][run].append(sample)
+                    say(f"round {round_index + 1} {run} {build.name}: {sample['fps']:.1f} FPS, "
+                        f"p95 {sample['p95_ms']:.0f} ms, {sample['dropped_pct']:.1f}% dropped")
+    return summarise(ref, builds, samples, rounds, frames)
+
+
+def summarise(ref: str, builds: tuple[Build, Build],
+              samples: dict[str, dict[str, list[dict[str, float]]]], rounds: int, frames: int
+              ) -> dict[str, object]:
+    """Medians per build and run, and the ratios HEAD/REF."""
+    medians = {b.name: {f"{run}_{key}": statistics.median(s[key] for s in runs)
+                        for run, runs in samples[b.name].items() for key in runs[0]}
+               for b in builds}
+    reference, head = (medians[b.name] for b in builds)
+    ratios = {key: (round(head[key] / reference[key], 3) if reference[key] else None)
+              for key in reference if not key.endswith("dropped_pct")}
+    return {"ref": ref, "builds": [b.name for b in builds], "rounds": rounds, "frames": frames,
+            "medians": medians, "ratios_head_over_ref": ratios, "samples": samples}
+
+
+def markdown(results: dict[str, object]) -> str:
+    """The side-by-side table: each build's medians and the ratio HEAD/REF."""
+    reference_name, head_name = results["builds"]  # type: ignore[misc]
+    medians: dict[str, dict[str, float]] = results["medians"]  # type: ignore[assignment]
+    ratios: dict[str, float | None] = results["ratios_head_over_ref"]  # type: ignore[assignment]
+    lines = [f"# HEAD against {results['ref']}", "",
+             f"`{results['command']}`, {results['date']}, host {results['host']}: both builds "
+             f"served at once, {results['rounds']} alternating rounds of {results['frames']} "
+             "frames of Megamind per run, each build's default stream; medians.", "",
+             f"| measure | {reference_name} | {head_name} | HEAD/REF |", "|---|---|---|---|"]
+    for key, value in medians[reference_name].items():
+        ratio = ratios.get(key)
+        lines.append(f"| {key} | {value:.2f} | {medians[head_name][key]:.2f} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}x'} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_against(ref: str, output: Path, work: Path, quick: bool, command: str,
+                say: Progress) -> dict[str, object]:
+    """Measure, then write against-<ref>.json and .md into output; returns the results."""
+    import datetime
+
+    from swaptron.benchmarks.bench import host_name
+
+    work.mkdir(parents=True, exist_ok=True)
+    results = measure(ref, work, rounds=2, frames=72 if quick else 144, say=say)
+    results.update(command=command, host=host_name(),
+                   date=datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"))
+    output.mkdir(parents=True, exist_ok=True)
+    safe_ref = "".join(c if c.isalnum() or c in "-_." else "-" for c in ref)
+    (output / f"against-{safe_ref}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (output / f"against-{safe_ref}.md").write_text(markdown(results))
+    return results

@@ -1,0 +1,226 @@
+"""The `tracker` model: a stream's faces found on keyframes and followed between them.
+
+MediaPipe's face pipeline, as one step of the stream ensembles: the detector runs on a stream's
+first frame, every `keyframe_interval` frames (to pick up new faces), and on the frame after a
+followed face was lost (landmark presence under `presence_threshold`) or when no face is
+followed. Between keyframes each face's crop comes from its landmarks on the previous frame (their
+bounding box, levelled on the outer eye corners), so the detector is skipped. The detector and
+the landmarker stay models of their own: this step calls them (Triton's BLS), and their dynamic
+batchers still batch across streams. Outputs FACES, LANDMARKS and PRESENCE, as the detector and
+landmarker give them.
+
+Per-stream state (the last landmarks and presence, frames since the keyframe) lives here, keyed
+by the sequence's correlation id: bounded by `max_streams` (a new stream past it is refused with
+UNAVAILABLE), freed at the sequence's end or after `stream_idle_s` of silence.
+
+Self-contained on purpose (NumPy and Triton's stub module only): `swaptron export` copies this
+file as the model's `model.py` for every target.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+STREAM_LIMIT_ERROR = "no room for another stream"  # the client's cue (swaptron.specs)
+
+
+@dataclass
+class Followed:
+    """A stream's faces after its last frame."""
+
+    landmarks: np.ndarray  # [K,468,2] frame pixels
+    presence: np.ndarray  # [K]
+    expected: int  # faces present after the last keyframe
+    since_keyframe: int
+    last_seen: float
+
+
+@dataclass
+class Frame:
+    """One request of a batch: its frame, stream, and the faces its landmarker crops take."""
+
+    position: int
+    frame: np.ndarray  # [B,H,W,3]
+    stream: Any
+    start: bool
+    end: bool
+    faces: np.ndarray | None = None  # [B,K,5]
+    keypoints: np.ndarray | None = None  # [B,K,6,2]
+    keyframe: bool = True
+
+
+class StepFailedError(Exception):
+    """A called model refused a request; carries its message and code."""
+
+    def __init__(self, message: str, code: Any) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def regions_from_landmarks(landmarks: np.ndarray, presence: np.ndarray, points: list[int],
+                           threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """FACES [K,5] and KEYPOINTS [K,6,2] for the next frame from a frame's landmarks: each
+    followed face's landmark bounding box with its presence as score, and the keypoints at the
+    landmark indices `points` (outer eye corners first, so the crop levels on the eyes); empty
+    slots where the face was not present."""
+    kept = presence > threshold
+    boxes = np.concatenate([landmarks.min(axis=1), landmarks.max(axis=1)], axis=-1)
+    faces = np.concatenate([boxes, presence[:, None]], axis=-1).astype(np.float32)
+    faces[~kept] = 0.0
+    keypoints = landmarks[:, points].astype(np.float32)
+    keypoints[~kept] = 0.0
+    return faces, keypoints
+
+
+class TritonPythonModel:
+    """Detector on keyframes, landmarks-followed crops between them, landmarker every frame."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Read the called models, the keyframe policy and the stream bounds from the config."""
+        config = json.loads(args["model_config"])
+        parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.model_name = args["model_name"]
+        self.detector = parameters["detector"]
+        self.landmarker = parameters["landmarker"]
+        self.interval = int(parameters["keyframe_interval"])
+        self.threshold = float(parameters["presence_threshold"])
+        self.points = [int(p) for p in parameters["keypoint_landmarks"].split(",")]
+        self.limit = int(parameters["max_streams"])
+        idle_us = int(config["sequence_batching"].get("max_sequence_idle_microseconds", 0))
+        self.idle_s = idle_us / 1e6 if idle_us else 10.0
+        self.frame_input = config["input"][0]["name"]
+        self.faces_output, self.landmarks_output, self.presence_output = (
+            spec["name"] for spec in config["output"])
+        self.detector_outputs = parameters["detector_outputs"].split(",")  # FACES, KEYPOINTS
+        self.streams: dict[Any, Followed] = {}
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Answer each request; at most one frame per stream is in a call (sequence batcher)."""
+        now = time.monotonic()
+        self.streams = {k: v for k, v in self.streams.items() if now - v.last_seen <= self.idle_s}
+        responses: list[Any] = [None] * len(requests)
+        frames: list[Frame] = []
+        for position, request in enumerate(requests):
+            flags = request.flags()
+            item = Frame(position,
+                         pb_utils.get_input_tensor_by_name(request, self.frame_input).as_numpy(),
+                         request.correlation_id(),
+                         bool(flags & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START),
+                         bool(flags & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END))
+            if item.stream not in self.streams and len(self.streams) >= self.limit:
+                responses[position] = self.refusal(
+                    f"{self.model_name}: {STREAM_LIMIT_ERROR} ({self.limit} streams are live, "
+                    f"the most one instance keeps); end a stream (sequence_end) or wait "
+                    f"{self.idle_s:g} s for an idle one to expire",
+                    pb_utils.TritonError.UNAVAILABLE)
+                continue
+            self.plan(item)
+            frames.append(item)
+        self.detect([f for f in frames if f.keyframe], responses)
+        self.follow([f for f in frames if responses[f.position] is None], responses, now)
+        return responses
+
+    def plan(self, item: Frame) -> None:
+        """Keyframe, or the crops from the stream's previous landmarks."""
+        followed = None if item.start else self.streams.get(item.stream)
+        if followed is None or item.frame.shape[0] != 1:
+            return
+        present = int((followed.presence > self.threshold).sum())
+        lost = present == 0 or present < followed.expected
+        if lost or followed.since_keyframe + 1 >= self.interval:
+            return
+        faces, keypoints = regions_from_landmarks(followed.landmarks, followed.presence,
+                                                  self.points, self.threshold)
+        item.faces, item.keypoints, item.keyframe = faces[None], keypoints[None], False
+
+    def detect(self, keyframes: list[Frame], responses: list[Any]) -> None:
+        """The detector on the keyframes, one call per frame shape."""
+        for group in by_shape(keyframes):
+            try:
+                found = self.call(self.detector, {self.frame_input: stack(group)},
+                                  self.detector_outputs)
+            except StepFailedError as error:
+                for item in group:
+                    responses[item.position] = self.refusal(str(error), error.code)
+                continue
+            start = 0
+            for item in group:
+                rows = slice(start, start + item.frame.shape[0])
+                item.faces, item.keypoints = (found[name][rows] for name in self.detector_outputs)
+                start = rows.stop
+
+    def follow(self, items: list[Frame], responses: list[Any], now: float) -> None:
+        """The landmarker on every frame, one call per frame shape; answers and keeps state."""
+        faces_name, keypoints_name = self.detector_outputs
+        for group in by_shape(items):
+            inputs = {self.frame_input: stack(group),
+                      faces_name: np.concatenate([item.faces for item in group]),
+                      keypoints_name: np.concatenate([item.keypoints for item in group])}
+            try:
+                found = self.call(self.landmarker, inputs,
+                                  [self.landmarks_output, self.presence_output])
+            except StepFailedError as error:
+                for item in group:
+                    responses[item.position] = self.refusal(str(error), error.code)
+                continue
+            start = 0
+            for item in group:
+                rows = slice(start, start + item.frame.shape[0])
+                start = rows.stop
+                landmarks = found[self.landmarks_output][rows]
+                presence = found[self.presence_output][rows]
+                responses[item.position] = pb_utils.InferenceResponse(output_tensors=[
+                    pb_utils.Tensor(self.faces_output, item.faces.astype(np.float32)),
+                    pb_utils.Tensor(self.landmarks_output, landmarks),
+                    pb_utils.Tensor(self.presence_output, presence)])
+                self.keep(item, landmarks[-1], presence[-1], now)
+
+    def keep(self, item: Frame, landmarks: np.ndarray, presence: np.ndarray, now: float) -> None:
+        """Remember a stream's faces for its next frame, or forget it at its end."""
+        if item.end:
+            self.streams.pop(item.stream, None)
+            return
+        previous = self.streams.get(item.stream)
+        if item.keyframe or previous is None:
+            expected, since = int((presence > self.threshold).sum()), 0
+        else:
+            expected, since = previous.expected, previous.since_keyframe + 1
+        self.streams[item.stream] = Followed(landmarks.copy(), presence.copy(), expected, since,
+                                             now)
+
+    def call(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]
+             ) -> dict[str, np.ndarray]:
+        """One request to another model of the server; StepFailedError with its message."""
+        request = pb_utils.InferenceRequest(
+            model_name=model, requested_output_names=outputs,
+            inputs=[pb_utils.Tensor(name, value) for name, value in inputs.items()])
+        response = request.exec()
+        if response.has_error():
+            error = response.error()
+            code = error.code() if hasattr(error, "code") else pb_utils.TritonError.INTERNAL
+            raise StepFailedError(error.message(), code)
+        return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()
+                for name in outputs}
+
+    def refusal(self, message: str, code: Any) -> Any:
+        """An error response."""
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+
+
+def by_shape(items: list[Frame]) -> list[list[Frame]]:
+    """Items grouped by frame size, in order."""
+    groups: dict[tuple[int, ...], list[Frame]] = {}
+    for item in items:
+        groups.setdefault(item.frame.shape[1:], []).append(item)
+    return list(groups.values())
+
+
+def stack(group: list[Frame]) -> np.ndarray:
+    """The frames of a group as one batch."""
+    return np.concatenate([item.frame for item in group]) if len(group) > 1 else group[0].frame
