@@ -16,6 +16,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from swaptron.specs import (
+    DETECTOR,
     ENSEMBLE_MAX_BATCH,
     FRAME,
     FRAME_LIMITS,
@@ -50,6 +51,11 @@ class ServingOptions:
     max_streams: int = 32  # live sequences a stateful model keeps per instance
     stream_idle_s: float = 10.0  # a sequence silent this long is ended and its state freed
     keyframe_interval: int = 24  # the tracker detects at least every this many frames
+    # python-ort: models whose stubs run at a lower CPU priority. The stream's detector runs
+    # mostly beside the frames' path (the tracker's lookout): niced, it takes the cores the
+    # landmarker and swapper leave instead of slowing the frames it overlaps
+    niced: tuple[str, ...] = (DETECTOR,)
+    nice: int = 10
 
 
 # python-ort: the sequence batcher gives the stabilizer twice as many slots as it keeps
@@ -107,6 +113,8 @@ def model_config(spec: ModelSpec, options: ServingOptions,
         set_parameter(config, "onnx_file", "model.onnx")
         set_parameter(config, "intra_op_threads", str(options.intra_op_threads))
         set_parameter(config, "intra_op_spinning", "1" if options.intra_op_spinning else "0")
+        if spec.name in options.niced:
+            set_parameter(config, "nice", str(options.nice))
         if spec.states:
             set_parameter(config, "max_streams", str(options.max_streams))
             set_parameter(config, "states", ",".join(

@@ -13,6 +13,7 @@ stream (its correlation id), the graph's state inputs are fed from that stream's
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = config_parameters(config)
         self.model_name = args["model_name"]
+        if "nice" in parameters:  # this stub serves this model alone
+            os.nice(int(parameters["nice"]))
         folder = Path(args["model_repository"]) / args["model_version"]
         self.session = cpu_session(folder / parameters["onnx_file"],
                                    int(parameters.get("intra_op_threads", "1")),

@@ -1,13 +1,15 @@
-"""The `tracker` model: a stream's faces found on keyframes and followed between them.
+"""The `tracker` model: a stream's faces found by the detector and followed between detections.
 
-MediaPipe's face pipeline, as one step of the stream ensembles: the detector runs on a stream's
-first frame, every `keyframe_interval` frames (to pick up new faces), and on the frame after a
-followed face was lost (landmark presence under `presence_threshold`) or when no face is
-followed. Between keyframes each face's crop comes from its landmarks on the previous frame (their
-bounding box, levelled on the outer eye corners), so the detector is skipped. The detector and
-the landmarker stay models of their own: this step calls them (Triton's BLS), and their dynamic
-batchers still batch across streams. Outputs FACES, LANDMARKS and PRESENCE, as the detector and
-landmarker give them.
+MediaPipe's face pipeline, as one step of the stream ensembles. Each face's crop comes from its
+landmarks on the previous frame (their bounding box, levelled on the outer eye corners), so the
+detector is off the frame's path. It runs on the frame's path only on a stream's first frame and
+on the frame after a followed face was lost (landmark presence at or under
+`presence_threshold`). Beside the path, a worker thread looks for new faces: every
+`keyframe_interval` frames while faces are followed, and on every frame while none is; what it
+finds joins the stream's next frame (a frame or two after the one it looked at) when it holds a
+face not followed yet. The detector and the landmarker stay models of their own: this step calls
+them (Triton's BLS), and their dynamic batchers still batch across streams. Outputs FACES,
+LANDMARKS and PRESENCE, as the detector and landmarker give them.
 
 Per-stream state (the last landmarks and presence, frames since the keyframe) lives here, keyed
 by the sequence's correlation id: bounded by `max_streams` (a new stream past it is refused with
@@ -20,7 +22,9 @@ file as the model's `model.py` for every target.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +56,8 @@ class Frame:
     end: bool
     faces: np.ndarray | None = None  # [B,K,5]
     keypoints: np.ndarray | None = None  # [B,K,6,2]
-    keyframe: bool = True
+    keyframe: bool = True  # detected on the frame's path
+    detected: bool = False  # a detection beside the path was taken in (counts as a keyframe)
 
 
 class StepFailedError(Exception):
@@ -78,6 +83,71 @@ def regions_from_landmarks(landmarks: np.ndarray, presence: np.ndarray, points: 
     return faces, keypoints
 
 
+Detections = tuple[np.ndarray, np.ndarray]  # FACES [1,K,5], KEYPOINTS [1,K,6,2]
+
+
+class Lookout:
+    """Detections beside the frames' path: the newest frame each stream asked about waits, one
+    worker thread runs the detector on them in turn, and each stream's newest result waits for
+    its next frame."""
+
+    def __init__(self, detect: Callable[[np.ndarray], Detections]) -> None:
+        self.detect = detect
+        self.waiting: dict[Any, np.ndarray] = {}
+        self.looking: set[Any] = set()
+        self.found: dict[Any, Detections] = {}
+        self.changed = threading.Condition()
+        self.running = True
+        self.worker = threading.Thread(target=self.work, name="tracker-lookout", daemon=True)
+        self.worker.start()
+
+    def ask(self, stream: Any, frame: np.ndarray) -> None:
+        """Look at this frame (a copy: the request's buffer is gone after its response) unless
+        the stream's last frame is being looked at."""
+        with self.changed:
+            if stream not in self.looking:
+                self.waiting[stream] = frame.copy()
+                self.changed.notify()
+
+    def take(self, stream: Any) -> Detections | None:
+        """The stream's newest detection not taken yet."""
+        with self.changed:
+            return self.found.pop(stream, None)
+
+    def forget(self, stream: Any) -> None:
+        """Drop what waits for or from an ended stream."""
+        with self.changed:
+            self.waiting.pop(stream, None)
+            self.found.pop(stream, None)
+
+    def work(self) -> None:
+        """Detect, one waiting frame at a time, until stopped."""
+        while True:
+            with self.changed:
+                while self.running and not self.waiting:
+                    self.changed.wait()
+                if not self.running:
+                    return
+                stream = next(iter(self.waiting))
+                frame = self.waiting.pop(stream)
+                self.looking.add(stream)
+            try:
+                result: Detections | None = self.detect(frame)
+            except StepFailedError:
+                result = None  # the frame's own path reports a refused frame
+            with self.changed:
+                self.looking.discard(stream)
+                if result is not None:
+                    self.found[stream] = result
+
+    def stop(self) -> None:
+        """End the worker after its current detection."""
+        with self.changed:
+            self.running = False
+            self.changed.notify_all()
+        self.worker.join(timeout=30)
+
+
 class TritonPythonModel:
     """Detector on keyframes, landmarks-followed crops between them, landmarker every frame."""
 
@@ -99,11 +169,14 @@ class TritonPythonModel:
             spec["name"] for spec in config["output"])
         self.detector_outputs = parameters["detector_outputs"].split(",")  # FACES, KEYPOINTS
         self.streams: dict[Any, Followed] = {}
+        self.lookout = Lookout(self.detect_one)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Answer each request; at most one frame per stream is in a call (sequence batcher)."""
         now = time.monotonic()
-        self.streams = {k: v for k, v in self.streams.items() if now - v.last_seen <= self.idle_s}
+        for stream in [k for k, v in self.streams.items() if now - v.last_seen > self.idle_s]:
+            del self.streams[stream]  # Triton ended it without telling the model
+            self.lookout.forget(stream)
         responses: list[Any] = [None] * len(requests)
         frames: list[Frame] = []
         for position, request in enumerate(requests):
@@ -127,17 +200,32 @@ class TritonPythonModel:
         return responses
 
     def plan(self, item: Frame) -> None:
-        """Keyframe, or the crops from the stream's previous landmarks."""
+        """Detect on the path (a stream's first frame, a lost face), or take the crops from the
+        stream's previous landmarks, or from a detection beside the path that found a new face;
+        ask the lookout for one when it is time."""
         followed = None if item.start else self.streams.get(item.stream)
         if followed is None or item.frame.shape[0] != 1:
             return
         present = int((followed.presence > self.threshold).sum())
-        lost = present == 0 or present < followed.expected
-        if lost or followed.since_keyframe + 1 >= self.interval:
+        joined = self.lookout.take(item.stream)
+        if present < followed.expected:
+            return  # a followed face was lost: find it again on this frame
+        item.keyframe = False
+        if joined is not None and int((joined[0][0, :, 4] > 0).sum()) > present:
+            item.faces, item.keypoints, item.detected = joined[0], joined[1], True
             return
         faces, keypoints = regions_from_landmarks(followed.landmarks, followed.presence,
                                                   self.points, self.threshold)
-        item.faces, item.keypoints, item.keyframe = faces[None], keypoints[None], False
+        item.faces, item.keypoints = faces[None], keypoints[None]
+        item.detected = joined is not None
+        if present == 0 or followed.since_keyframe + 1 >= self.interval:
+            self.lookout.ask(item.stream, item.frame)
+
+    def detect_one(self, frame: np.ndarray) -> Detections:
+        """The detector on one frame (the lookout's worker)."""
+        found = self.call(self.detector, {self.frame_input: frame}, self.detector_outputs)
+        faces, keypoints = (found[name] for name in self.detector_outputs)
+        return faces, keypoints
 
     def detect(self, keyframes: list[Frame], responses: list[Any]) -> None:
         """The detector on the keyframes, one call per frame shape."""
@@ -185,9 +273,10 @@ class TritonPythonModel:
         """Remember a stream's faces for its next frame, or forget it at its end."""
         if item.end:
             self.streams.pop(item.stream, None)
+            self.lookout.forget(item.stream)
             return
         previous = self.streams.get(item.stream)
-        if item.keyframe or previous is None:
+        if item.keyframe or item.detected or previous is None:
             expected, since = int((presence > self.threshold).sum()), 0
         else:
             expected, since = previous.expected, previous.since_keyframe + 1
@@ -211,6 +300,10 @@ class TritonPythonModel:
     def refusal(self, message: str, code: Any) -> Any:
         """An error response."""
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+
+    def finalize(self) -> None:
+        """Stop the lookout."""
+        self.lookout.stop()
 
 
 def by_shape(items: list[Frame]) -> list[list[Frame]]:

@@ -153,6 +153,36 @@ def test_streams_past_the_limit_are_refused_until_one_ends(
             send(client, STREAM, frame, sequence_id=sequence_id, sequence_end=True)
 
 
+def two_faces(man: np.ndarray, second: np.ndarray | None) -> np.ndarray:
+    """A 1360x528 frame: the man of single_face.mp4 on the left, and on the right Megamind's
+    frame 120 (a second face) or grey."""
+    canvas = np.full((528, 1360, 3), 128, np.uint8)
+    canvas[:man.shape[0], :man.shape[1]] = man
+    if second is not None:
+        canvas[:, 640:] = second
+    return canvas
+
+
+def test_the_tracker_follows_a_face_and_picks_up_one_that_enters(
+        client: grpcclient.InferenceServerClient, megamind_frames: list[np.ndarray]) -> None:
+    interval = ServingOptions().keyframe_interval
+    man = assets.read_frames(assets.footage("single_face.mp4"))
+    alone, entering = 8, interval + 48  # the bound is loose: the lookout works beside frames
+    answers = []
+    for index in range(alone + entering):
+        frame = two_faces(man[index % len(man)],
+                          megamind_frames[120] if index >= alone else None)
+        answers.append(send(client, STREAM, frame, sequence_id=77, sequence_start=index == 0,
+                            sequence_end=index == alone + entering - 1))
+    counts = [int((answer[FACES][:, 4] > 0).sum()) for answer in answers]
+    print(f"faces per frame: {counts}")
+    assert counts[:alone] == [1] * alone  # followed on every frame, not dropped between
+    picked_up = next((i - alone for i in range(alone, len(counts)) if counts[i] == 2), None)
+    print(f"the entering face was picked up {picked_up} frames after it entered")
+    assert picked_up is not None and picked_up <= interval + 24
+    assert counts[alone + picked_up:] == [2] * (entering - picked_up)  # then both followed
+
+
 def test_a_request_without_a_sequence_id_is_refused_with_the_reason(
         client: grpcclient.InferenceServerClient, megamind_frames: list[np.ndarray]) -> None:
     with pytest.raises(InferenceServerException, match="correlation ID"):
