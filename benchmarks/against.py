@@ -155,8 +155,14 @@ def stream_run(build: Build, url: str, extra: tuple[str, ...], frames: int, repo
                            f"{(result.stdout + result.stderr).strip()[-800:]}")
     found = json.loads(report.read_text())
     captured = max(int(found["frames_captured"]), 1)
-    return {"fps": float(found["fps"]), "p95_ms": float(found["latency_ms"]["p95"]),
-            "dropped_pct": 100.0 * int(found["frames_dropped"]) / captured}
+    sample = {"fps": float(found["fps"]), "p95_ms": float(found["latency_ms"]["p95"]),
+              "dropped_pct": 100.0 * int(found["frames_dropped"]) / captured}
+    # each step's server time per frame: its mean time per request x its requests per frame
+    answered = max(int(found["frames_received"]), 1)
+    for model, entry in (found.get("server") or {}).get("models", {}).items():
+        sample[f"step_ms:{model}"] = round(
+            float(entry["request_ms"]) * int(entry["requests"]) / answered, 2)
+    return sample
 
 
 def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress) -> dict[str, object]:
@@ -188,13 +194,19 @@ def summarise(ref: str, builds: tuple[Build, Build],
               ) -> dict[str, object]:
     """Medians per build and run, and the ratios HEAD/REF."""
     medians = {b.name: {f"{run}_{key}": statistics.median(s[key] for s in runs)
-                        for run, runs in samples[b.name].items() for key in runs[0]}
+                        for run, runs in samples[b.name].items() for key in runs[0]
+                        if not key.startswith("step_ms:")}
                for b in builds}
+    steps = {b.name: {key.split(":", 1)[1]: statistics.median(
+                 s.get(key, 0.0) for s in samples[b.name]["realtime_24"])
+                 for key in samples[b.name]["realtime_24"][0] if key.startswith("step_ms:")}
+             for b in builds}
     reference, head = (medians[b.name] for b in builds)
     ratios = {key: (round(head[key] / reference[key], 3) if reference[key] else None)
               for key in reference if not key.endswith("dropped_pct")}
     return {"ref": ref, "builds": [b.name for b in builds], "rounds": rounds, "frames": frames,
-            "medians": medians, "ratios_head_over_ref": ratios, "samples": samples}
+            "medians": medians, "ratios_head_over_ref": ratios, "step_ms_per_frame": steps,
+            "samples": samples}
 
 
 def markdown(results: dict[str, object]) -> str:
@@ -211,10 +223,19 @@ def markdown(results: dict[str, object]) -> str:
         ratio = ratios.get(key)
         lines.append(f"| {key} | {value:.2f} | {medians[head_name][key]:.2f} | "
                      f"{'' if ratio is None else f'{ratio:.2f}x'} |")
+    steps: dict[str, dict[str, float]] = results["step_ms_per_frame"]  # type: ignore[assignment]
+    lines += ["", "Each step's server time per frame in the realtime-24 runs (Triton statistics: "
+              "ms per request x requests per frame; an ensemble's time holds its steps', a "
+              "step called by another step is also inside the caller's):", "",
+              f"| model | {reference_name} | {head_name} |", "|---|---|---|"]
+    for model in sorted({*steps[reference_name], *steps[head_name]}):
+        cells = [f"{steps[name][model]:.2f}" if model in steps[name] else "-"
+                 for name in (reference_name, head_name)]
+        lines.append(f"| {model} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
-def run_against(ref: str, output: Path, work: Path, quick: bool, command: str,
+def run_against(ref: str, output: Path, work: Path, frames: int, command: str,
                 say: Progress) -> dict[str, object]:
     """Measure, then write against-<ref>.json and .md into output; returns the results."""
     import datetime
@@ -222,7 +243,7 @@ def run_against(ref: str, output: Path, work: Path, quick: bool, command: str,
     from swaptron.benchmarks.bench import host_name
 
     work.mkdir(parents=True, exist_ok=True)
-    results = measure(ref, work, rounds=2, frames=72 if quick else 144, say=say)
+    results = measure(ref, work, rounds=2, frames=frames, say=say)
     results.update(command=command, host=host_name(),
                    date=datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"))
     output.mkdir(parents=True, exist_ok=True)

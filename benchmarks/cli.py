@@ -13,6 +13,8 @@ from swaptron.specs import DETECTOR
 DEFAULT_RESULTS = project_dir() / "benchmarks" / "results"
 DEFAULT_WORK = project_dir() / "build" / "bench"
 DEFAULT_SEED = project_dir() / "model_repository"
+AGAINST_FRAMES = 144  # frames of each --against run (--quick: half; --seconds S: 24 x S)
+AGAINST_MIN_FRAMES = 24
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -181,8 +183,10 @@ def run_against(args: argparse.Namespace) -> int:
     from swaptron.benchmarks.against import run_against as measure_against
 
     try:
+        frames = (max(AGAINST_MIN_FRAMES, round(args.seconds * 24)) if args.seconds
+                  else AGAINST_FRAMES // 2 if args.quick else AGAINST_FRAMES)
         results = measure_against(args.against, args.output_dir, args.work_dir / "against",
-                                  args.quick, command_line(args),
+                                  frames, command_line(args),
                                   lambda line: print(line, flush=True))
     except AgainstError as error:
         print(f"error: {error}")
