@@ -16,7 +16,10 @@ Protections, all from what Triton itself offers (see server/access.py for the ad
 - its files (the pools carry the frames) are created with umask 077, readable by this user only;
 - with `supervise`, a watcher thread restarts the server when it exits or when one of its
   Python stubs dies (Triton 2.51 neither restarts a dead stub nor reports it in readiness), and
-  records how long each recovery took.
+  records how long each recovery took;
+- no stub outlives its server (server/reaper.py): a guardian process kills what the server
+  leaves when it dies, even when this process was killed with it, and each start first kills
+  the stubs of dead swaptron servers and deletes their regions.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import importlib.metadata
 import os
 import re
 import resource
-import secrets
 import shutil
 import signal
 import socket
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import psutil
 from google.protobuf import text_format
@@ -50,7 +53,7 @@ from google.protobuf.message import DecodeError
 from tritonclient.grpc import model_config_pb2 as mc
 
 from swaptron.assets import cache_dir
-from swaptron.server import access
+from swaptron.server import access, reaper
 
 PR_SET_PDEATHSIG = 1
 SIG_IGN = 1
@@ -385,10 +388,11 @@ class TritonServer:
         self.supervise = supervise
         self.on_event = on_event or (lambda _message: None)
         self.allocator = server_allocator(jemalloc_path())
-        self.shm_prefix = f"swaptron_{os.getpid()}_{secrets.token_hex(4)}_"
+        self.shm_prefix = reaper.new_prefix()
         self.recoveries: list[Recovery] = []
         self.failure: str | None = None  # why supervision gave up
         self._process: subprocess.Popen[bytes] | None = None
+        self._guardian: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -454,6 +458,7 @@ class TritonServer:
             self.on_event(f"no {JEMALLOC} on this machine: the server maps every frame buffer "
                           "afresh (slower; `make debs` installs libjemalloc2)")
         self._python_models = python_models(self.repository)
+        self.reap()
         self._stopping.clear()
         self._launch(truncate_log=True)
         if self.supervise:
@@ -476,6 +481,14 @@ class TritonServer:
                              (self.ports.metrics, "--metrics-port")):
             check_port_free(self.host, port, option)
 
+    def reap(self) -> None:
+        """Kill the stubs of swaptron servers that died hard, and delete their regions."""
+        reaped = reaper.reap_orphans()
+        if reaped.stubs or reaped.regions:
+            self.on_event(f"killed {len(reaped.stubs)} Python stub(s) of dead servers "
+                          f"({', '.join(map(str, reaped.stubs)) or 'none'}) and deleted "
+                          f"{len(reaped.regions)} shared-memory region(s) they left")
+
     def _launch(self, truncate_log: bool) -> None:
         """Start the process and wait until it is ready; on failure nothing is left running."""
         home = prepare_server_home()
@@ -486,6 +499,7 @@ class TritonServer:
                 env=server_environment(home, self.allocator),
                 start_new_session=True, preexec_fn=child_setup(self.pool_limit_bytes),
             )
+            self._guardian = self._guard(self._process.pid, log)
         try:
             self._wait_ready()
         except BaseException:
@@ -493,6 +507,15 @@ class TritonServer:
             raise
         self._stubs = stub_models(self._process.pid)
         make_private(self.shm_prefix)
+
+    def _guard(self, server_pid: int, log: IO[bytes]) -> subprocess.Popen[bytes] | None:
+        """The guardian of a server just started, None (and a warning) where it cannot run."""
+        try:
+            return reaper.start_guardian(server_pid, self.shm_prefix, log)
+        except OSError as error:
+            self.on_event(f"no guardian for the server ({error}): its Python stubs can outlive "
+                          "it if it is killed hard")
+            return None
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
@@ -591,7 +614,9 @@ class TritonServer:
         """End the process group (SIGKILL at once when grace_s is 0) and clean /dev/shm."""
         with self._lock:
             process, self._process = self._process, None
+            guardian, self._guardian = self._guardian, None
         if process is None:
+            reaper.stop_guardian(guardian)
             return
         group = process.pid
         if process.poll() is None:
@@ -614,6 +639,7 @@ class TritonServer:
                 break
             time.sleep(0.05)
         remove_shm_regions(self.shm_prefix)
+        reaper.stop_guardian(guardian)
 
     def __enter__(self) -> TritonServer:
         return self.start()
