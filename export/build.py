@@ -20,6 +20,7 @@ from swaptron.export.repository import (
     ServingOptions,
     ensemble_config,
     model_config,
+    write_if_changed,
     write_model_folder,
 )
 from swaptron.networks.geometry import GraphOptions
@@ -32,6 +33,7 @@ from swaptron.specs import (
     LANDMARKER,
     PRESENCE,
     PUBLISHED_SUFFIX,
+    SAMPLER,
     SELECTOR,
     SWAPPED,
     TARGET,
@@ -58,7 +60,9 @@ class ExportReport:
 
 
 PYTHON_MODULES = {SELECTOR: "swaptron.server.selector_model",
-                  TRACKER: "swaptron.server.tracker_model"}  # copied as their model.py
+                  TRACKER: "swaptron.server.tracker_model",
+                  SAMPLER: "swaptron.server.sampler_model"}  # copied as their model.py
+SIDE_MODULE = "swaptron.server.stream_side"  # copied beside a stream model's model.py
 
 
 class ExportError(RuntimeError):
@@ -123,7 +127,7 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
     report = ExportReport(repository=output)
     forensics = pipeline_options.detector_file() is not None
     specs = {name: spec for name, spec in model_specs(pipeline_options.max_faces).items()
-             if forensics or name != FORENSICS}
+             if forensics or name not in (FORENSICS, SAMPLER)}
     try:
         pipeline = build_pipeline(pipeline_options)
     except (FileNotFoundError, ValueError) as error:
@@ -146,9 +150,13 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
             name: tensors[name][:1] for name in spec.input_names()}
         facts = (detector_facts(pipeline_options) if spec.name == FORENSICS
                  else selector_facts(pipeline) if spec.name == SELECTOR
-                 else tracker_facts(specs, serving) if spec.name == TRACKER else None)
+                 else tracker_facts(specs, serving) if spec.name == TRACKER
+                 else sampler_facts(serving) if spec.name == SAMPLER else None)
         write_model_folder(output, model_config(spec, serving, warmup, facts), serving.target,
-                           warmup, None if spec.graph else python_model_source(spec.name))
+                           warmup, None if spec.graph else module_source(PYTHON_MODULES[spec.name]))
+        if spec.streams and not spec.graph:
+            write_if_changed(output / spec.name / "1" / f"{SIDE_MODULE.rsplit('.', 1)[1]}.py",
+                             module_source(SIDE_MODULE))
     for ensemble in ensembles(pipeline_options.max_faces, forensics):
         write_model_folder(output, ensemble_config(ensemble), serving.target, None)
     remove_stale(output, {*specs, *(e.name for e in ensembles(pipeline_options.max_faces,
@@ -183,10 +191,16 @@ def tracker_facts(specs: dict[str, ModelSpec], serving: ServingOptions) -> dict[
             "max_streams": str(serving.max_streams)}
 
 
-def python_model_source(model: str) -> str:
-    """A Python model's model.py: its server/<name>_model.py as it is (self-contained; found,
-    not imported: it needs Triton's stub module)."""
-    module = PYTHON_MODULES[model]
+def sampler_facts(serving: ServingOptions) -> dict[str, str]:
+    """What the sampler calls and how often: the forgery model's name, the sample interval,
+    the presence a face needs to be scored, and the streams it keeps."""
+    return {"forensics": FORENSICS, "score_interval": str(serving.score_interval),
+            "presence_threshold": str(TRACK_PRESENCE), "max_streams": str(serving.max_streams)}
+
+
+def module_source(module: str) -> str:
+    """A Python model's file as it is (self-contained; found, not imported: it needs Triton's
+    stub module)."""
     found = importlib.util.find_spec(module)
     if found is None or found.origin is None:
         raise ExportError(f"{module} is missing from the installation")

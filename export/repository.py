@@ -51,6 +51,7 @@ class ServingOptions:
     max_streams: int = 32  # live sequences a stateful model keeps per instance
     stream_idle_s: float = 10.0  # a sequence silent this long is ended and its state freed
     keyframe_interval: int = 24  # the tracker detects at least every this many frames
+    score_interval: int = 12  # the sampler scores a stream's faces every this many frames
     # python-ort: models whose stubs run at a lower CPU priority. The stream's detector runs
     # mostly beside the frames' path (the tracker's lookout): niced, it takes the cores the
     # landmarker and swapper leave instead of slowing the frames it overlaps

@@ -15,23 +15,27 @@ Per-stream state (the last landmarks and presence, frames since the keyframe) li
 by the sequence's correlation id: bounded by `max_streams` (a new stream past it is refused with
 UNAVAILABLE), freed at the sequence's end or after `stream_idle_s` of silence.
 
-Self-contained on purpose (NumPy and Triton's stub module only): `swaptron export` copies this
-file as the model's `model.py` for every target.
+Self-contained on purpose (NumPy and server/stream_side.py only): `swaptron export` copies
+this file as the model's `model.py` for every target, with stream_side.py beside it.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-
-STREAM_LIMIT_ERROR = "no room for another stream"  # the client's cue (swaptron.specs)
+from stream_side import (
+    Lookout,
+    StepFailedError,
+    call_model,
+    refusal,
+    sequence_flags,
+    stream_limit_refusal,
+)
 
 
 @dataclass
@@ -60,14 +64,6 @@ class Frame:
     detected: bool = False  # a detection beside the path was taken in (counts as a keyframe)
 
 
-class StepFailedError(Exception):
-    """A called model refused a request; carries its message and code."""
-
-    def __init__(self, message: str, code: Any) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def regions_from_landmarks(landmarks: np.ndarray, presence: np.ndarray, points: list[int],
                            threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """FACES [K,5] and KEYPOINTS [K,6,2] for the next frame from a frame's landmarks: each
@@ -84,68 +80,6 @@ def regions_from_landmarks(landmarks: np.ndarray, presence: np.ndarray, points: 
 
 
 Detections = tuple[np.ndarray, np.ndarray]  # FACES [1,K,5], KEYPOINTS [1,K,6,2]
-
-
-class Lookout:
-    """Detections beside the frames' path: the newest frame each stream asked about waits, one
-    worker thread runs the detector on them in turn, and each stream's newest result waits for
-    its next frame."""
-
-    def __init__(self, detect: Callable[[np.ndarray], Detections]) -> None:
-        self.detect = detect
-        self.waiting: dict[Any, np.ndarray] = {}
-        self.looking: set[Any] = set()
-        self.found: dict[Any, Detections] = {}
-        self.changed = threading.Condition()
-        self.running = True
-        self.worker = threading.Thread(target=self.work, name="tracker-lookout", daemon=True)
-        self.worker.start()
-
-    def ask(self, stream: Any, frame: np.ndarray) -> None:
-        """Look at this frame (a copy: the request's buffer is gone after its response) unless
-        the stream's last frame is being looked at."""
-        with self.changed:
-            if stream not in self.looking:
-                self.waiting[stream] = frame.copy()
-                self.changed.notify()
-
-    def take(self, stream: Any) -> Detections | None:
-        """The stream's newest detection not taken yet."""
-        with self.changed:
-            return self.found.pop(stream, None)
-
-    def forget(self, stream: Any) -> None:
-        """Drop what waits for or from an ended stream."""
-        with self.changed:
-            self.waiting.pop(stream, None)
-            self.found.pop(stream, None)
-
-    def work(self) -> None:
-        """Detect, one waiting frame at a time, until stopped."""
-        while True:
-            with self.changed:
-                while self.running and not self.waiting:
-                    self.changed.wait()
-                if not self.running:
-                    return
-                stream = next(iter(self.waiting))
-                frame = self.waiting.pop(stream)
-                self.looking.add(stream)
-            try:
-                result: Detections | None = self.detect(frame)
-            except StepFailedError:
-                result = None  # the frame's own path reports a refused frame
-            with self.changed:
-                self.looking.discard(stream)
-                if result is not None:
-                    self.found[stream] = result
-
-    def stop(self) -> None:
-        """End the worker after its current detection."""
-        with self.changed:
-            self.running = False
-            self.changed.notify_all()
-        self.worker.join(timeout=30)
 
 
 class TritonPythonModel:
@@ -180,18 +114,13 @@ class TritonPythonModel:
         responses: list[Any] = [None] * len(requests)
         frames: list[Frame] = []
         for position, request in enumerate(requests):
-            flags = request.flags()
+            start, end = sequence_flags(request)
             item = Frame(position,
                          pb_utils.get_input_tensor_by_name(request, self.frame_input).as_numpy(),
-                         request.correlation_id(),
-                         bool(flags & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START),
-                         bool(flags & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END))
+                         request.correlation_id(), start, end)
             if item.stream not in self.streams and len(self.streams) >= self.limit:
-                responses[position] = self.refusal(
-                    f"{self.model_name}: {STREAM_LIMIT_ERROR} ({self.limit} streams are live, "
-                    f"the most one instance keeps); end a stream (sequence_end) or wait "
-                    f"{self.idle_s:g} s for an idle one to expire",
-                    pb_utils.TritonError.UNAVAILABLE)
+                responses[position] = stream_limit_refusal(self.model_name, self.limit,
+                                                           self.idle_s)
                 continue
             self.plan(item)
             frames.append(item)
@@ -221,9 +150,9 @@ class TritonPythonModel:
         if present == 0 or followed.since_keyframe + 1 >= self.interval:
             self.lookout.ask(item.stream, item.frame)
 
-    def detect_one(self, frame: np.ndarray) -> Detections:
+    def detect_one(self, inputs: tuple[np.ndarray, ...]) -> Detections:
         """The detector on one frame (the lookout's worker)."""
-        found = self.call(self.detector, {self.frame_input: frame}, self.detector_outputs)
+        found = call_model(self.detector, {self.frame_input: inputs[0]}, self.detector_outputs)
         faces, keypoints = (found[name] for name in self.detector_outputs)
         return faces, keypoints
 
@@ -231,11 +160,11 @@ class TritonPythonModel:
         """The detector on the keyframes, one call per frame shape."""
         for group in by_shape(keyframes):
             try:
-                found = self.call(self.detector, {self.frame_input: stack(group)},
+                found = call_model(self.detector, {self.frame_input: stack(group)},
                                   self.detector_outputs)
             except StepFailedError as error:
                 for item in group:
-                    responses[item.position] = self.refusal(str(error), error.code)
+                    responses[item.position] = refusal(str(error), error.code)
                 continue
             start = 0
             for item in group:
@@ -251,11 +180,11 @@ class TritonPythonModel:
                       faces_name: np.concatenate([item.faces for item in group]),
                       keypoints_name: np.concatenate([item.keypoints for item in group])}
             try:
-                found = self.call(self.landmarker, inputs,
+                found = call_model(self.landmarker, inputs,
                                   [self.landmarks_output, self.presence_output])
             except StepFailedError as error:
                 for item in group:
-                    responses[item.position] = self.refusal(str(error), error.code)
+                    responses[item.position] = refusal(str(error), error.code)
                 continue
             start = 0
             for item in group:
@@ -282,24 +211,6 @@ class TritonPythonModel:
             expected, since = previous.expected, previous.since_keyframe + 1
         self.streams[item.stream] = Followed(landmarks.copy(), presence.copy(), expected, since,
                                              now)
-
-    def call(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]
-             ) -> dict[str, np.ndarray]:
-        """One request to another model of the server; StepFailedError with its message."""
-        request = pb_utils.InferenceRequest(
-            model_name=model, requested_output_names=outputs,
-            inputs=[pb_utils.Tensor(name, value) for name, value in inputs.items()])
-        response = request.exec()
-        if response.has_error():
-            error = response.error()
-            code = error.code() if hasattr(error, "code") else pb_utils.TritonError.INTERNAL
-            raise StepFailedError(error.message(), code)
-        return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()
-                for name in outputs}
-
-    def refusal(self, message: str, code: Any) -> Any:
-        """An error response."""
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
     def finalize(self) -> None:
         """Stop the lookout."""

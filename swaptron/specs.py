@@ -40,6 +40,7 @@ CHECKED = "faceswap_checked"
 SELECTOR = "selector"
 STABILIZER = "stabilizer"
 TRACKER = "tracker"
+SAMPLER = "sampler"
 STREAM = "faceswap_stream"
 STREAM_CHECKED = "faceswap_stream_checked"
 NETWORKS = (DETECTOR, LANDMARKER, SWAPPER)  # the swap chain
@@ -363,6 +364,10 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
                   "per stream: the detector on keyframes, each face's crop from its previous "
                   "landmarks between them, the landmarker on every frame (server/"
                   "tracker_model.py, calling both models)", graph=False, streams=True),
+        ModelSpec(SAMPLER, (frame(), landmarks, presence), (fake_score,),
+                  "per stream: forensics on a face that has no score yet, and beside the "
+                  "frames' path every few frames; each slot carries its last score between "
+                  "(server/sampler_model.py, calling forensics)", graph=False, streams=True),
         ModelSpec(STABILIZER, (faces, landmarks, presence), tuple(map(steady, steadied)),
                   "per stream: faces kept in their slots across frames, One Euro filter on "
                   "the landmarks, a missed face held a few frames",
@@ -425,10 +430,12 @@ def scan_ensemble(max_faces: int) -> EnsembleSpec:
 
 def checked_ensemble(max_faces: int, stateful: bool = False) -> EnsembleSpec:
     """`faceswap_checked` (`faceswap_stream_checked`): `faceswap` (`faceswap_stream`), then
-    `forensics` on the swapped frame (with the landmarks of the original, which the swap
-    keeps): the outputs of the swap plus FAKE_SCORE of the result."""
+    `forensics` (a stream: `sampler`, which calls it every few frames) on the swapped frame
+    (with the landmarks of the original, which the swap keeps): the outputs of the swap plus
+    FAKE_SCORE of the result."""
     specs = model_specs(max_faces)
-    steps = (*swap_steps(specs, stateful), Step(specs[FORENSICS], ((FRAME, SWAPPED),)))
+    scorer = SAMPLER if stateful else FORENSICS  # a stream's scores are sampled
+    steps = (*swap_steps(specs, stateful), Step(specs[scorer], ((FRAME, SWAPPED),)))
     return ensemble(STREAM_CHECKED if stateful else CHECKED, steps,
                     swap_outputs(specs, specs[FORENSICS].network_outputs[0]))
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from swaptron import assets
+from swaptron.export.repository import ServingOptions
 from swaptron.networks.fake_score import EMPTY_SCORE
 from swaptron.server.launcher import TritonServer, free_ports
 from swaptron.specs import (
@@ -21,6 +23,8 @@ from swaptron.specs import (
     ENSEMBLE,
     FACES,
     FAKE_SCORE,
+    FORENSICS,
+    FRAME,
     LANDMARKS,
     SCAN,
     STREAM_CHECKED,
@@ -152,3 +156,36 @@ def test_stream_check_reports_the_fake_score(scan_server: TritonServer, tmp_path
     assert all(0.0 <= f["fake_score"] <= 1.0 for f in data["frames"]
                if f["fake_score"] is not None)
     assert "fake score (checked)" in result.stdout
+
+
+def model_requests(url: str, model: str) -> int:
+    """How many requests a model has answered so far."""
+    with grpcclient.InferenceServerClient(url) as client:
+        stats = client.get_inference_statistics(model, as_json=True)
+    return int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
+
+
+def test_a_checked_stream_samples_its_scores_and_carries_them(
+        scan_server: TritonServer, megamind_frames: list[np.ndarray]) -> None:
+    frames = megamind_frames[100:148]
+    interval = ServingOptions().score_interval
+    before = model_requests(scan_server.grpc_url, FORENSICS)
+    scores = []
+    with grpcclient.InferenceServerClient(scan_server.grpc_url) as client:
+        for index, frame in enumerate(frames):
+            tensor = grpcclient.InferInput(FRAME, [1, *frame.shape], "UINT8")
+            tensor.set_data_from_numpy(frame[None])
+            result = client.infer(STREAM_CHECKED, [tensor], sequence_id=4242,
+                                  sequence_start=index == 0,
+                                  sequence_end=index == len(frames) - 1,
+                                  outputs=[grpcclient.InferRequestedOutput(FAKE_SCORE),
+                                           grpcclient.InferRequestedOutput(FACES)])
+            faces, score = result.as_numpy(FACES)[0], result.as_numpy(FAKE_SCORE)[0]
+            for slot in range(len(score)):  # a score where a face is, EMPTY_SCORE elsewhere
+                assert (score[slot] == EMPTY_SCORE) == (faces[slot, 4] <= 0), (index, slot)
+            scores.append(score)
+    scored = model_requests(scan_server.grpc_url, FORENSICS) - before
+    print(f"forensics ran {scored} times for {len(frames)} frames; scores {scores}")
+    # the first frame on the path, then about one sample per interval beside it
+    assert 1 <= scored <= 2 + len(frames) // interval
+    assert all(0.0 <= s[0] <= 1.0 for s in scores)

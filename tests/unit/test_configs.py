@@ -194,6 +194,6 @@ def test_frame_limits_come_from_the_one_table_per_target() -> None:
         assert other.max_side is None or other.max_side >= strictest.max_side  # type: ignore[operator]
 
 
-def test_the_tracker_refuses_a_stream_in_the_words_the_client_knows() -> None:
-    source = (CHECKOUT / "server" / "tracker_model.py").read_text()  # self-contained: not imported
+def test_the_stream_models_refuse_a_stream_in_the_words_the_client_knows() -> None:
+    source = (CHECKOUT / "server" / "stream_side.py").read_text()  # self-contained: not imported
     assert f'STREAM_LIMIT_ERROR = "{STREAM_LIMIT_ERROR}"' in source

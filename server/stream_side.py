@@ -1,0 +1,121 @@
+"""What the stream models (tracker, sampler) share: calls to other models of the server, work
+done beside the frames' path, and their per-stream table's bounds.
+
+Self-contained on purpose (NumPy, threading and Triton's stub module only): `swaptron export`
+copies this file as `stream_side.py` beside those models' `model.py` (the Python backend puts
+the model's folder on sys.path), for every target.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+STREAM_LIMIT_ERROR = "no room for another stream"  # the client's cue (swaptron.specs)
+
+
+class StepFailedError(Exception):
+    """A called model refused a request; carries its message and code."""
+
+    def __init__(self, message: str, code: Any) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def call_model(model: str, inputs: dict[str, np.ndarray], outputs: list[str]
+               ) -> dict[str, np.ndarray]:
+    """One request to another model of the server (BLS); StepFailedError with its message."""
+    request = pb_utils.InferenceRequest(
+        model_name=model, requested_output_names=outputs,
+        inputs=[pb_utils.Tensor(name, value) for name, value in inputs.items()])
+    response = request.exec()
+    if response.has_error():
+        error = response.error()
+        code = error.code() if hasattr(error, "code") else pb_utils.TritonError.INTERNAL
+        raise StepFailedError(error.message(), code)
+    return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()
+            for name in outputs}
+
+
+def refusal(message: str, code: Any) -> Any:
+    """An error response."""
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+
+
+def stream_limit_refusal(model: str, limit: int, idle_s: float) -> Any:
+    """The answer to a new stream that finds `limit` streams live."""
+    return refusal(f"{model}: {STREAM_LIMIT_ERROR} ({limit} streams are live, the most one "
+                   f"instance keeps); end a stream (sequence_end) or wait {idle_s:g} s for an "
+                   "idle one to expire", pb_utils.TritonError.UNAVAILABLE)
+
+
+def sequence_flags(request: Any) -> tuple[bool, bool]:
+    """Whether a request starts and whether it ends its sequence."""
+    flags = request.flags()
+    return (bool(flags & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START),
+            bool(flags & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END))
+
+
+class Lookout:
+    """Work beside the frames' path: the newest inputs each stream asked about wait, one worker
+    thread runs `work` on them in turn, and each stream's newest result waits for its next
+    frame. Inputs are copied (a request's buffers are gone after its response)."""
+
+    def __init__(self, work: Callable[[tuple[np.ndarray, ...]], Any]) -> None:
+        self.work = work
+        self.waiting: dict[Any, tuple[np.ndarray, ...]] = {}
+        self.busy: set[Any] = set()
+        self.found: dict[Any, Any] = {}
+        self.changed = threading.Condition()
+        self.running = True
+        self.worker = threading.Thread(target=self.loop, name="lookout", daemon=True)
+        self.worker.start()
+
+    def ask(self, stream: Any, *inputs: np.ndarray) -> None:
+        """Work on these inputs unless the stream's last ones are being worked on."""
+        with self.changed:
+            if stream not in self.busy:
+                self.waiting[stream] = tuple(array.copy() for array in inputs)
+                self.changed.notify()
+
+    def take(self, stream: Any) -> Any | None:
+        """The stream's newest result not taken yet."""
+        with self.changed:
+            return self.found.pop(stream, None)
+
+    def forget(self, stream: Any) -> None:
+        """Drop what waits for or from an ended stream."""
+        with self.changed:
+            self.waiting.pop(stream, None)
+            self.found.pop(stream, None)
+
+    def loop(self) -> None:
+        """Work on one waiting stream at a time, until stopped."""
+        while True:
+            with self.changed:
+                while self.running and not self.waiting:
+                    self.changed.wait()
+                if not self.running:
+                    return
+                stream = next(iter(self.waiting))
+                inputs = self.waiting.pop(stream)
+                self.busy.add(stream)
+            try:
+                result = self.work(inputs)
+            except StepFailedError:
+                result = None  # the frame's own path reports a refused frame
+            with self.changed:
+                self.busy.discard(stream)
+                if result is not None:
+                    self.found[stream] = result
+
+    def stop(self) -> None:
+        """End the worker after its current work."""
+        with self.changed:
+            self.running = False
+            self.changed.notify_all()
+        self.worker.join(timeout=30)
