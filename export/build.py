@@ -89,11 +89,14 @@ def example_frames() -> np.ndarray:
 
 def source_files(pipeline_options: PipelineOptions) -> list[Path]:
     """Files whose bytes decide the graphs: the networks (code and template), the specs, the
-    tracing code, the MediaPipe weights and the autoencoder weights. Training code, CLI help
-    and the rest of export/ do not shape a graph, so changing them needs no re-export."""
+    tracing code, for fixed-shape graphs the rewrite in export/tensorrt.py, the MediaPipe
+    weights and the autoencoder weights. Training code, CLI help and the rest of export/ do not
+    shape a graph, so changing them needs no re-export."""
     networks = Path(swaptron.networks.__file__).resolve().parent
     files = sorted(networks.glob("*.py")) + sorted(networks.glob("*.json"))
     files += [Path(swaptron.specs.__file__).resolve(), Path(onnx_export.__file__).resolve()]
+    if pipeline_options.graph.fixed_shapes:
+        files.append(Path(tensorrt.__file__).resolve())
     files += [assets.tflite_path(assets.DETECTOR_WEIGHTS[pipeline_options.face_detector]),
               assets.tflite_path(assets.LANDMARKER_TFLITE)]
     weights = pipeline_options.weights_file()
@@ -165,7 +168,9 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
     graphs = [spec for spec in specs.values() if spec.graph]
     check_tensorrt(graphs, output, serving.target, progress)
     if serving.target == "tensorrt":
-        report = prepare_engines(graphs, output, profiles, report, progress)
+        batches = {spec.name: tensorrt.batch_range(model_config(spec, serving, None))
+                   for spec in graphs}
+        report = prepare_engines(graphs, output, profiles, batches, report, progress)
     progress(f"repository {output} ready ({serving.target}) in "
              f"{time.monotonic() - started:.1f} s")
     return report
@@ -248,6 +253,8 @@ def export_model(pipeline: Pipeline, spec: ModelSpec, tensors: dict[str, np.ndar
         return
     started = time.monotonic()
     model = onnx_export.to_onnx(module, spec, tensors, fingerprint)
+    if pipeline_options.graph.fixed_shapes:  # no TensorRT layer reads a uint8 output
+        tensorrt.publish_from_float(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".onnx.part")
     partial.write_bytes(model.SerializeToString())
@@ -286,16 +293,20 @@ def check_tensorrt(specs: list[ModelSpec], output: Path, target: str,
 
 
 def prepare_engines(specs: list[ModelSpec], output: Path, profiles: tensorrt.ProfileOptions,
-                    report: ExportReport, progress: Callable[[str], None]) -> ExportReport:
-    """Build plans here (TensorRT importable) or write the trtexec script."""
+                    batches: dict[str, tensorrt.BatchRange], report: ExportReport,
+                    progress: Callable[[str], None]) -> ExportReport:
+    """Build plans here (TensorRT importable) or write the trtexec script; `batches` is each
+    model's batch range, from its config (tensorrt.batch_range)."""
     script = output / tensorrt.ENGINE_SCRIPT
-    script.write_text(tensorrt.build_script(specs, profiles))
+    script.write_text(tensorrt.build_script(specs, profiles, batches))
     script.chmod(0o755)
+    progress(tensorrt.memory_summary([(spec, batches[spec.name]) for spec in specs], profiles))
     if tensorrt.tensorrt_available():
         for spec in specs:
             progress(f"[{spec.name}] building TensorRT engine")
             folder = output / spec.name / "1"
-            tensorrt.build_with_api(spec, folder / "model.onnx", folder / "model.plan", profiles)
+            tensorrt.build_with_api(spec, folder / "model.onnx", folder / "model.plan", profiles,
+                                    batches[spec.name])
     else:
         progress(f"TensorRT is not importable here: {script} builds the engines on the GPU "
                  "host (`docker compose up` runs it)")

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from swaptron.arguments import positive_float, positive_int
 from swaptron.assets import AssetError, project_dir
-from swaptron.specs import TARGETS
+from swaptron.specs import FRAME_LIMITS, TARGETS
+
+# The deployment's engine profile: `swaptron export` takes them as the defaults of --max-frame
+# and --max-batch-size, and build_engines.sh, which compose and the Kubernetes init container
+# pass them to, stops when the repository was exported for another profile.
+MAX_FRAME_VARIABLE = "SWAPTRON_MAX_FRAME"
+MAX_BATCH_VARIABLE = "SWAPTRON_MAX_BATCH"
+DEFAULT_MAX_BATCH = 8
+DEFAULT_MAX_FRAME = f"{FRAME_LIMITS['tensorrt'].max_side}x{FRAME_LIMITS['tensorrt'].max_side}"
 
 
 def default_output(target: str) -> Path:
@@ -44,7 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "every identity of the weights is served either way")
     parser.add_argument("--face-size", type=int, default=None,
                         help="S, only for random weights (trained weights fix it)")
-    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--max-batch-size", "--max-batch", type=int,
+                        default=os.environ.get(MAX_BATCH_VARIABLE) or str(DEFAULT_MAX_BATCH),
+                        help="largest batch each network takes; tensorrt: also the engines' "
+                             f"(default: ${MAX_BATCH_VARIABLE}, else {DEFAULT_MAX_BATCH})")
     parser.add_argument("--instances", type=int, default=1, help="instances per network")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per instance")
     parser.add_argument("--spin", action="store_true",
@@ -69,8 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp16", action="store_true",
                         help="tensorrt: run the convolutional networks in FP16 (explicit casts in "
                              "the graphs; geometry stays FP32; engines built --stronglyTyped)")
-    parser.add_argument("--opt-frame", type=frame_size, default=(720, 1280),
-                        help="tensorrt: frame size the engines are tuned for (HxW)")
+    parser.add_argument("--opt-frame", type=frame_size, default=None,
+                        help="tensorrt: frame size the engines are tuned for (HxW; default "
+                             "720x1280, each side at most the max frame's)")
+    parser.add_argument("--max-frame", type=frame_size,
+                        default=os.environ.get(MAX_FRAME_VARIABLE) or DEFAULT_MAX_FRAME,
+                        help="tensorrt: largest frame the engines take (HxW); the GPU memory "
+                             "they hold grows with it and with --max-batch-size (the export "
+                             f"prints an estimate) (default: ${MAX_FRAME_VARIABLE}, else "
+                             f"{DEFAULT_MAX_FRAME})")
     parser.add_argument("--force", action="store_true", help="re-export even if up to date")
 
 
@@ -95,10 +114,11 @@ def run(args: argparse.Namespace) -> int:
                              intra_op_threads=args.threads,
                              intra_op_spinning=args.spin, max_streams=args.max_streams,
                              stream_idle_s=args.stream_idle)
-    profiles = ProfileOptions(max_batch=args.max_batch_size, opt_frame=args.opt_frame,
-                              fp16=args.fp16)
     output = args.output or default_output(args.target)
     try:
+        tuned = args.opt_frame or tuple(min(side, most) for side, most in zip(
+            ProfileOptions().opt_frame, args.max_frame, strict=True))
+        profiles = ProfileOptions(opt_frame=tuned, max_frame=args.max_frame, fp16=args.fp16)
         export_repository(pipeline, serving, output, force=args.force, profiles=profiles)
     except (ExportError, AssetError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}")

@@ -25,10 +25,12 @@ from pathlib import Path
 import pytest
 
 from swaptron.assets import CHECKOUT
-from swaptron.export.cli import default_output
-from swaptron.export.tensorrt import ENGINE_SCRIPT
+from swaptron.export.cli import MAX_BATCH_VARIABLE, MAX_FRAME_VARIABLE, default_output
+from swaptron.export.repository import ServingOptions, model_config
+from swaptron.export.tensorrt import ENGINE_SCRIPT, ProfileOptions, batch_range, build_script
 from swaptron.server import access
 from swaptron.server.launcher import TritonServer, free_ports
+from swaptron.specs import model_specs
 
 from helpers import ABORTING_JSON, http_status, locked_api_answers
 
@@ -213,6 +215,23 @@ def test_triton_waits_for_the_engines(services: dict[str, dict]) -> None:
     command = " ".join(services["engines"]["command"])
     assert f"/models/{ENGINE_SCRIPT}" in command
     assert "depends_on" not in services["triton-cpu"]
+
+
+def test_the_engine_build_gets_the_profile_variables_of_the_shell(
+        compose: Compose, services: dict[str, dict]) -> None:
+    variables = (MAX_FRAME_VARIABLE, MAX_BATCH_VARIABLE)
+    assert {k: services["engines"]["environment"][k] for k in variables} == {
+        MAX_FRAME_VARIABLE: "", MAX_BATCH_VARIABLE: ""}  # unset: the export's profile
+    shell = compose_env(**{MAX_FRAME_VARIABLE: "1080x1920", MAX_BATCH_VARIABLE: "4"})
+    engines = compose.config(shell)["services"]["engines"]
+    assert engines["environment"] == {MAX_FRAME_VARIABLE: "1080x1920", MAX_BATCH_VARIABLE: "4"}
+    assert "environment" not in services["triton"]
+    specs = [spec for spec in model_specs(2).values() if spec.graph]
+    serving = ServingOptions(target="tensorrt")
+    script = build_script(specs, ProfileOptions(), {
+        spec.name: batch_range(model_config(spec, serving, None)) for spec in specs})
+    for variable in variables:  # what the script checks (tests/test_tensorrt.py runs it)
+        assert f"${{{variable}:-" in script
 
 
 def test_gpu_services_reserve_the_same_gpu_and_cpu_ones_none(services: dict[str, dict]) -> None:

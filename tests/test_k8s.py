@@ -2,14 +2,20 @@
 kustomize`, every object validates against the Kubernetes schemas (kubernetes-validate, strict),
 every YAML file passes yamllint, and the objects say what docker-compose.yml and the code say:
 the Triton image and flags of compose, the locked APIs of server/access.py, the engine script of
-export/tensorrt.py, the `swaptron web` command line; plus what only Kubernetes has (headless gRPC
-Service, probes, non-root pods, GPU only in the base, the HPA's metric served by the shipped
-prometheus-adapter rule, PDB and NetworkPolicy on the Triton pods).
+export/tensorrt.py and its profile, the `swaptron web` command line; plus what only Kubernetes
+has (headless gRPC Service, probes, non-root pods but one root step that only changes owners,
+GPU only in the base, requests that fit a 4-vCPU GPU node, the HPA's metric served by the
+shipped prometheus-adapter rule per frame, PDB and NetworkPolicy on the Triton pods). Each
+variant is also rendered on a ReadWriteOnce block volume and on a ReadWriteMany NFS-like one:
+on both the repository is a folder of the volume (an ext4 root holds lost+found) that a root
+step gives to the server's user (CSI drivers apply fsGroup to neither NFS nor EFS); that step's
+script is run here on a folder laid out like a fresh ext4 volume.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -24,11 +30,18 @@ from yamllint.config import YamlLintConfig
 
 from swaptron.assets import CHECKOUT
 from swaptron.cli import build_parser
-from swaptron.export.tensorrt import ENGINE_SCRIPT
+from swaptron.export.cli import MAX_BATCH_VARIABLE, MAX_FRAME_VARIABLE
+from swaptron.export.tensorrt import ENGINE_SCRIPT, MIN_COMPUTE_CAPABILITY, frame_text
 from swaptron.server import access
+from swaptron.specs import ensembles
 
 K8S = CHECKOUT / "deploy" / "k8s"
 VARIANTS = {"base": K8S / "base", "cpu": K8S / "overlays" / "cpu"}
+LOADER = K8S / "model-loader.yaml"
+# (access mode, storage class) of a block volume formatted ext4 and of an NFS-like share
+VOLUME_KINDS = {"block-rwo": ("ReadWriteOnce", "ebs-gp3"), "nfs-rwx": ("ReadWriteMany", "efs")}
+OWNER_STEP = "repository-owner"
+OWNER_CAPABILITIES = {"CHOWN", "DAC_OVERRIDE", "FOWNER"}  # what changing owners may need
 COMPOSE_SERVERS = {"base": "triton", "cpu": "triton-cpu"}  # the compose service each mirrors
 REPOSITORY_CLAIMS = {"base": "swaptron-tensorrt-repository",
                      "cpu": "swaptron-onnxruntime-repository"}
@@ -49,6 +62,10 @@ EXPECTED_OBJECTS = {
     ("NetworkPolicy", "triton"), ("PodDisruptionBudget", "triton"),
     ("Service", "swaptron-web"), ("Service", "triton"), ("Service", "triton-metrics")}
 TWO_CORE_NODE_ALLOCATABLE_MILLICORES = 1900
+# g4dn.xlarge / g5.xlarge: 4 vCPUs, 3920m allocatable (EKS, GKE), less about 500m of daemons
+# (CNI, kube-proxy, CSI and device-plugin pods)
+FOUR_VCPU_NODE_FREE_MILLICORES = 3920 - 500
+FOUR_VCPU_NODE_FREE_MEMORY = 14 << 30  # 16 GiB nodes
 BINARY_UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
 COMPOSE_KEY = re.compile(r"\$\{SWAPTRON_ADMIN_KEY[^}]*\}")
 
@@ -71,6 +88,43 @@ def render(folder: Path) -> list[dict]:
 def rendered() -> dict[str, list[dict]]:
     """Objects of every variant, by variant name."""
     return {name: render(folder) for name, folder in VARIANTS.items()}
+
+
+VOLUME_PATCH = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - {variant}
+patches:
+  - target:
+      kind: PersistentVolumeClaim
+    patch: |-
+      - op: replace
+        path: /spec/accessModes
+        value: [{mode}]
+      - op: add
+        path: /spec/storageClassName
+        value: {storage_class}
+"""
+
+
+@pytest.fixture(scope="module")
+def on_volumes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], list[dict]]:
+    """Objects of every variant on every kind of volume (a kustomize overlay patching the
+    claim), by (variant, volume kind)."""
+    found = {}
+    for variant, folder in VARIANTS.items():
+        for kind, (mode, storage_class) in VOLUME_KINDS.items():
+            overlay = tmp_path_factory.mktemp(f"{variant}-{kind}")
+            (overlay / "kustomization.yaml").write_text(VOLUME_PATCH.format(
+                variant=os.path.relpath(folder, overlay), mode=mode,
+                storage_class=storage_class))
+            found[variant, kind] = render(overlay)
+    return found
+
+
+def loader() -> dict:
+    """The model-loader Pod."""
+    return yaml.safe_load(LOADER.read_text())
 
 
 def find(docs: list[dict], kind: str, name: str) -> dict:
@@ -98,6 +152,12 @@ def container(docs: list[dict], deployment: str, name: str) -> dict:
 def all_containers(spec: dict) -> list[dict]:
     """Init and app containers of a pod spec."""
     return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def init_container(spec: dict, name: str) -> dict:
+    """One init container of a pod spec."""
+    (found,) = [c for c in spec.get("initContainers", []) if c["name"] == name]
+    return found
 
 
 def deployments(docs: list[dict]) -> list[dict]:
@@ -154,8 +214,11 @@ def test_every_variant_renders_the_expected_objects(rendered: dict[str, list[dic
 
 
 def test_every_object_validates_against_the_kubernetes_schemas(
-        rendered: dict[str, list[dict]]) -> None:
-    for variant, docs in rendered.items():
+        rendered: dict[str, list[dict]],
+        on_volumes: dict[tuple[str, str], list[dict]]) -> None:
+    every = {**rendered, **{"/".join(key): docs for key, docs in on_volumes.items()},
+             "loader": [loader()]}
+    for variant, docs in every.items():
         for doc in docs:
             for version in KUBERNETES_VERSIONS:
                 try:
@@ -197,7 +260,8 @@ def test_triton_is_the_compose_image_of_the_client_version(
         images = [c["image"] for d in deployments(docs)
                   for c in all_containers(d["spec"]["template"]["spec"])
                   if c["image"].startswith(TRITON_IMAGE_NAME)]
-        assert images == [image] * (2 if variant == "base" else 1), variant
+        # repository-owner, engines (base only), triton
+        assert images == [image] * (3 if variant == "base" else 2), variant
 
 
 def test_server_flags_are_the_compose_flags(rendered: dict[str, list[dict]]) -> None:
@@ -251,7 +315,8 @@ def test_no_secret_is_committed(rendered: dict[str, list[dict]]) -> None:
 def test_engines_are_built_by_an_init_container_in_the_base_only(
         rendered: dict[str, list[dict]]) -> None:
     base = pod_spec(rendered["base"], "triton")
-    (engines,) = base["initContainers"]
+    assert [c["name"] for c in base["initContainers"]] == [OWNER_STEP, "engines"]
+    engines = init_container(base, "engines")
     script = " ".join(" ".join(engines["args"]).split())
     assert engines["args"][:2] == ["bash", "-c"]
     assert f"bash /models/{ENGINE_SCRIPT}" in script
@@ -260,9 +325,30 @@ def test_engines_are_built_by_an_init_container_in_the_base_only(
     assert {m["mountPath"]: m.get("readOnly", False) for m in engines["volumeMounts"]} == {
         "/models": False}
     server = container(rendered["base"], "triton", "triton")
-    assert {"mountPath": "/models", "name": "model-repository", "readOnly": True} in server[
-        "volumeMounts"]
-    assert "initContainers" not in pod_spec(rendered["cpu"], "triton")
+    (models,) = [m for m in server["volumeMounts"] if m["mountPath"] == "/models"]
+    assert models["name"] == "model-repository" and models["readOnly"] is True
+    assert [c["name"] for c in pod_spec(rendered["cpu"], "triton")["initContainers"]] == [
+        OWNER_STEP]
+
+
+def test_the_engine_build_expects_the_export_default_profile(
+        rendered: dict[str, list[dict]], monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in (MAX_FRAME_VARIABLE, MAX_BATCH_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+    export = build_parser().parse_args(["export", "--target", "tensorrt"])
+    engines = init_container(pod_spec(rendered["base"], "triton"), "engines")
+    env = {e["name"]: e["value"] for e in engines["env"]}
+    assert env == {MAX_FRAME_VARIABLE: frame_text(export.max_frame),
+                   MAX_BATCH_VARIABLE: str(export.max_batch_size)}
+
+
+def test_the_documented_gpu_floor_is_the_engine_build_floor() -> None:
+    floor = "compute capability {}.{}".format(*MIN_COMPUTE_CAPABILITY)
+    for readme in (K8S / "README.md", CHECKOUT / "README.md"):
+        text = " ".join(readme.read_text().split())
+        assert floor in text, readme
+        assert "compute capability 6.0" not in text, readme
+        assert "Turing" in text, readme
 
 
 def test_each_variant_serves_its_repository(rendered: dict[str, list[dict]]) -> None:
@@ -276,7 +362,8 @@ def test_each_variant_serves_its_repository(rendered: dict[str, list[dict]]) -> 
 def test_only_the_base_takes_a_gpu(rendered: dict[str, list[dict]]) -> None:
     base = pod_spec(rendered["base"], "triton")
     for one in all_containers(base):
-        assert int(one["resources"]["limits"]["nvidia.com/gpu"]) == 1, one["name"]
+        gpus = int(one["resources"]["limits"].get("nvidia.com/gpu", 0))
+        assert gpus == (0 if one["name"] == OWNER_STEP else 1), one["name"]
     assert any(t["key"] == "nvidia.com/gpu" for t in base["tolerations"])
     for deployment in deployments(rendered["cpu"]):
         spec = deployment["spec"]["template"]["spec"]
@@ -346,15 +433,35 @@ def test_every_container_runs_non_root_with_resources(rendered: dict[str, list[d
             for one in all_containers(spec):
                 settings = security(spec, one)
                 where = (deployment["metadata"]["name"], one["name"])
+                assert settings["allowPrivilegeEscalation"] is False, where
+                assert settings["seccompProfile"] == {"type": "RuntimeDefault"}, where
+                if one["name"] == OWNER_STEP:  # checked in test_the_owner_step_...
+                    continue
                 assert settings["runAsNonRoot"] is True, where
                 assert settings["runAsUser"] == users[deployment["metadata"]["name"]], where
-                assert settings["allowPrivilegeEscalation"] is False, where
                 assert settings["capabilities"] == {"drop": ["ALL"]}, where
-                assert settings["seccompProfile"] == {"type": "RuntimeDefault"}, where
                 requests, limits = one["resources"]["requests"], one["resources"]["limits"]
                 assert {"cpu", "memory"} <= set(requests) & set(limits), where
                 assert millicores(limits["cpu"]) >= millicores(requests["cpu"]), where
                 assert size_in_bytes(limits["memory"]) >= size_in_bytes(requests["memory"])
+
+
+def pod_requests(spec: dict) -> tuple[int, int]:
+    """What the scheduler reserves for a pod: millicores and bytes, the larger of the biggest
+    init container and the sum of the app containers."""
+    def amounts(one: dict) -> tuple[int, int]:
+        requests = one["resources"]["requests"]
+        return millicores(requests["cpu"]), size_in_bytes(requests["memory"])
+    apps = [amounts(one) for one in spec["containers"]]
+    inits = [amounts(one) for one in spec.get("initContainers", [])]
+    return (max([sum(cpu for cpu, _ in apps), *(cpu for cpu, _ in inits)]),
+            max([sum(memory for _, memory in apps), *(memory for _, memory in inits)]))
+
+
+def test_the_gpu_pod_fits_a_four_vcpu_gpu_node(rendered: dict[str, list[dict]]) -> None:
+    cpu, memory = pod_requests(pod_spec(rendered["base"], "triton"))
+    assert cpu <= FOUR_VCPU_NODE_FREE_MILLICORES, cpu
+    assert memory <= FOUR_VCPU_NODE_FREE_MEMORY, memory
 
 
 def test_cpu_variant_fits_a_two_core_node(rendered: dict[str, list[dict]]) -> None:
@@ -363,6 +470,12 @@ def test_cpu_variant_fits_a_two_core_node(rendered: dict[str, list[dict]]) -> No
     assert millicores(resources["limits"]["cpu"]) <= 2000
     gpu = container(rendered["base"], "triton", "triton")["resources"]
     assert millicores(gpu["requests"]["cpu"]) > TWO_CORE_NODE_ALLOCATABLE_MILLICORES
+
+
+# A frame is one request to an ensemble; it queues in the models that are not ensembles: its
+# steps and what they call (Triton counts no queue time for the ensemble itself: its clock
+# stops when the first step gets the request)
+FRAMES = {e.name for e in ensembles(2, forensics=True)}
 
 
 def adapter_rules(docs: list[dict]) -> list[dict]:
@@ -388,9 +501,12 @@ def test_hpa_scales_triton_on_the_adapter_rule_queue_time(
         assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"},
                                                   "pod": {"resource": "pod"}}
         query = " ".join(rule["metricsQuery"].split())
-        for counter in (QUEUE_COUNTER, SUCCESS_COUNTER):
-            assert (f"sum(rate({counter}{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)"
-                    in query), counter
+        # queue time of every model but the ensembles, over the ensembles' requests (frames)
+        for counter, match in ((QUEUE_COUNTER, "!~"), (SUCCESS_COUNTER, "=~")):
+            (selected,) = re.findall(
+                rf"sum\(rate\({counter}\{{<<\.LabelMatchers>>, ?model{match}\"([a-z_|]+)\"\}}"
+                r"\[1m\]\)\) by \(<<\.GroupBy>>\)", query)
+            assert set(selected.split("|")) == FRAMES, counter
         assert query.index(QUEUE_COUNTER) < query.index("/") < query.index(SUCCESS_COUNTER)
         assert 1 <= hpa["minReplicas"] < hpa["maxReplicas"]
         assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60
@@ -438,3 +554,115 @@ def test_web_gateway_balances_over_the_headless_service(
         assert service["selector"].items() <= pod_labels(docs, "swaptron-web").items()
         assert [(p["port"], p["targetPort"]) for p in service["ports"]] == [(8080, "http")]
         assert any(e["name"] == "SWAPTRON_WEB_TOKEN" for e in web["env"])
+
+
+# --- the repository on any kind of volume --------------------------------------------------
+
+
+FAKE_CHOWN = """#!/bin/sh
+printf '%s\\n' "$@" >> "$CHOWN_LOG"
+"""
+
+
+def owner_step(spec: dict) -> dict:
+    """The first init container: the one that makes the repository folder the server's."""
+    first = spec["initContainers"][0]
+    assert first["name"] == OWNER_STEP
+    return first
+
+
+def repository_mounts(spec: dict, claim_volume: str) -> dict[str, dict]:
+    """Container name -> its mount of the repository volume."""
+    found = {}
+    for one in all_containers(spec):
+        for mount in one.get("volumeMounts", []):
+            if mount["name"] == claim_volume:
+                found[one["name"]] = mount
+    return found
+
+
+def run_owner_step(step: dict, volume: Path, tools: Path) -> list[str]:
+    """Run the step's command here on `volume` (its mount path replaced), with a stand-in
+    `chown` that records its arguments; returns them."""
+    (tools / "chown").write_text(FAKE_CHOWN)
+    (tools / "chown").chmod(0o755)
+    log = tools / "chown.log"
+    log.write_text("")
+    (mount,) = step["volumeMounts"]
+    assert step["command"][:2] == ["sh", "-c"]
+    script = step["command"][2].replace(mount["mountPath"], str(volume))
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{tools}:/usr/bin:/bin", "CHOWN_LOG": str(log)},
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    return log.read_text().splitlines()
+
+
+def check_repository_access(spec: dict, tmp_path: Path) -> None:
+    """The repository is a folder of the volume, mounted at /models by everything but the owner
+    step, which runs as root with CHOWN and little else, mounts the volume's root, creates that
+    folder and gives it (and whatever in it is not theirs) to the uid and gid the others run as;
+    run on a fresh ext4-like volume and on one already holding a repository."""
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (claim_volume,) = [n for n, v in volumes.items() if "persistentVolumeClaim" in v]
+    step = owner_step(spec)
+    mounts = repository_mounts(spec, claim_volume)
+    assert set(mounts) == {c["name"] for c in all_containers(spec)} - {"web"}
+    assert "subPath" not in mounts.pop(OWNER_STEP)  # the volume's root
+    (folder,) = {mount.get("subPath", "") for mount in mounts.values()}
+    assert folder and "/" not in folder and folder != "lost+found"
+    assert {mount["mountPath"] for mount in mounts.values()} == {"/models"}
+    settings = security(spec, step)
+    assert (settings["runAsUser"], settings["runAsNonRoot"]) == (0, False)
+    assert settings["allowPrivilegeEscalation"] is False
+    assert settings["capabilities"]["drop"] == ["ALL"]
+    assert "CHOWN" in settings["capabilities"]["add"]
+    assert set(settings["capabilities"]["add"]) <= OWNER_CAPABILITIES
+    owners = {(security(spec, one)["runAsUser"], security(spec, one)["runAsGroup"])
+              for one in all_containers(spec) if one["name"] != OWNER_STEP}
+    (owner,) = owners
+    for existing in (False, True):
+        volume = tmp_path / f"volume-{existing}"
+        (volume / "lost+found").mkdir(parents=True)  # what mkfs.ext4 leaves at the root
+        if existing:
+            (volume / folder / "detector" / "1").mkdir(parents=True)
+            (volume / folder / "detector" / "1" / "model.onnx").write_bytes(b"onnx")
+        tools = tmp_path / f"tools-{existing}"
+        tools.mkdir()
+        arguments = run_owner_step(step, volume, tools)
+        assert (volume / folder).is_dir()
+        present = [volume / folder, *sorted((volume / folder).rglob("*"))]
+        foreign = {str(path) for path in present
+                   if (path.lstat().st_uid, path.lstat().st_gid) != owner}
+        if foreign:
+            assert arguments[:2] == ["-h", f"{owner[0]}:{owner[1]}"], arguments
+            assert set(arguments[2:]) == foreign
+        assert not [a for a in arguments if "lost+found" in a]
+
+
+def test_the_repository_is_a_folder_the_server_owns_on_any_volume(
+        on_volumes: dict[tuple[str, str], list[dict]], tmp_path: Path) -> None:
+    for (variant, kind), docs in on_volumes.items():
+        claim = find(docs, "PersistentVolumeClaim", REPOSITORY_CLAIMS[variant])["spec"]
+        assert (claim["accessModes"], claim["storageClassName"]) == (
+            [VOLUME_KINDS[kind][0]], VOLUME_KINDS[kind][1])
+        where = tmp_path / f"{variant}-{kind}"
+        where.mkdir()
+        check_repository_access(pod_spec(docs, "triton"), where)
+
+
+def test_the_loader_writes_where_the_servers_read(rendered: dict[str, list[dict]],
+                                                 tmp_path: Path) -> None:
+    pod = loader()
+    spec = pod["spec"]
+    check_repository_access(spec, tmp_path)
+    base = pod_spec(rendered["base"], "triton")
+    assert owner_step(spec)["command"] == owner_step(base)["command"]
+    assert security(spec, owner_step(spec)) == security(base, owner_step(base))
+    (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]]
+    assert claim == REPOSITORY_CLAIMS["base"]
+    (mount,) = spec["containers"][0]["volumeMounts"]
+    triton = container(rendered["base"], "triton", "triton")
+    (served,) = [m for m in triton["volumeMounts"] if m["name"] == "model-repository"]
+    assert (mount["mountPath"], mount["subPath"]) == (served["mountPath"], served["subPath"])
+    assert "readOnly" not in mount  # it writes the export there

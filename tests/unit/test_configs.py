@@ -10,8 +10,10 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from swaptron.assets import CHECKOUT
+from swaptron.cli import build_parser
+from swaptron.export.cli import MAX_BATCH_VARIABLE, MAX_FRAME_VARIABLE
 from swaptron.export.repository import ServingOptions, ensemble_config, model_config, render
-from swaptron.export.tensorrt import ProfileOptions
+from swaptron.export.tensorrt import BatchRange, ProfileOptions, batch_range
 from swaptron.specs import (
     DETECTOR,
     FACES,
@@ -197,3 +199,49 @@ def test_frame_limits_come_from_the_one_table_per_target() -> None:
 def test_the_stream_models_refuse_a_stream_in_the_words_the_client_knows() -> None:
     source = (CHECKOUT / "server" / "stream_side.py").read_text()  # self-contained: not imported
     assert f'STREAM_LIMIT_ERROR = "{STREAM_LIMIT_ERROR}"' in source
+
+
+@pytest.mark.parametrize(("serving", "best"), [
+    (ServingOptions(target="tensorrt"), 4),
+    (ServingOptions(target="tensorrt", preferred_batch_sizes=(2, 8)), 2),
+    (ServingOptions(target="tensorrt", max_batch_size=16, preferred_batch_sizes=(8, 16)), 8),
+    (ServingOptions(target="tensorrt", max_batch_size=2), 1)])
+def test_engines_are_tuned_for_the_batch_the_batcher_prefers(serving: ServingOptions,
+                                                             best: int) -> None:
+    for spec in model_specs(2).values():
+        if not spec.graph:
+            continue
+        config = model_config(spec, serving, None)
+        batching = (config.sequence_batching.oldest if spec.states
+                    else config.dynamic_batching)
+        assert min(batching.preferred_batch_size, default=1) == best, spec.name
+        assert batch_range(config) == BatchRange(1, best, serving.max_batch_size), spec.name
+
+
+def test_export_takes_the_max_frame_and_batch_from_options_or_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in (MAX_FRAME_VARIABLE, MAX_BATCH_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+    defaults = build_parser().parse_args(["export"])
+    assert defaults.max_frame == ProfileOptions().max_frame
+    assert defaults.max_batch_size == ServingOptions().max_batch_size
+    assert defaults.opt_frame is None  # 720x1280, within the max frame (export/cli.py)
+    given = build_parser().parse_args(["export", "--max-frame", "1080x1920", "--max-batch", "4"])
+    assert (given.max_frame, given.max_batch_size) == ((1080, 1920), 4)
+    assert build_parser().parse_args(["export", "--max-batch-size", "6"]).max_batch_size == 6
+    monkeypatch.setenv(MAX_FRAME_VARIABLE, "720x1280")
+    monkeypatch.setenv(MAX_BATCH_VARIABLE, "2")
+    from_env = build_parser().parse_args(["export"])
+    assert (from_env.max_frame, from_env.max_batch_size) == ((720, 1280), 2)
+    monkeypatch.setenv(MAX_FRAME_VARIABLE, "")  # compose passes an unset variable as empty
+    assert build_parser().parse_args(["export"]).max_frame == ProfileOptions().max_frame
+
+
+def test_profiles_outside_the_frame_limits_are_refused() -> None:
+    engines = FRAME_LIMITS["tensorrt"]
+    ProfileOptions(opt_frame=(480, 640), max_frame=(480, 640))
+    for options in ({"max_frame": (engines.max_side + 1, 64)},  # type: ignore[operator]
+                    {"max_frame": (engines.min_side - 1, 1920)},  # type: ignore[operator]
+                    {"opt_frame": (1080, 1920), "max_frame": (1080, 1080)}):
+        with pytest.raises(ValueError, match="frame"):
+            ProfileOptions(**options)  # type: ignore[arg-type]
