@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="live browser sessions at once; past it the page says server busy")
     parser.add_argument("--max-fps", type=positive_float, default=30.0,
                         help="frames a second one session may send")
-    parser.add_argument("--max-inflight", type=positive_int, default=1,
+    parser.add_argument("--max-inflight", type=positive_int, default=2,  # SessionLimits' default
                         help="frames of one session waiting for Triton at once; a newer frame "
                              "replaces one waiting for room")
     parser.add_argument("--max-message-bytes", type=positive_int, default=2 * 1024 * 1024,

@@ -36,7 +36,7 @@ from swaptron.specs import FACE_CHOICES, FACES, FAKE_SCORE, STREAM, STREAM_CHECK
 from swaptron.web.session import PageMessageError, PageSession, Send, SessionLimits
 
 LOG = logging.getLogger("swaptron.web")
-STATIC = ("index.html", "app.js")
+STATIC = ("index.html", "app.js", "encoder.js")  # the page, then its scripts
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript"}
 TRY_AGAIN_LATER = 1013
 
@@ -93,7 +93,8 @@ class Gateway:
         self.default_identity: str | None = None
         self.app = web.Application(client_max_size=64 * 1024)
         self.app.router.add_get("/", self.page)
-        self.app.router.add_get("/app.js", self.page)
+        for script in STATIC[1:]:
+            self.app.router.add_get(f"/{script}", self.page)
         self.app.router.add_get("/ws", self.websocket)
         self.app.on_startup.append(self.discover)
         self.app.on_cleanup.append(self.close_channel)
@@ -125,8 +126,8 @@ class Gateway:
             await self.channel.close()
 
     async def page(self, request: web.Request) -> web.Response:
-        """The page and its script (the only files served)."""
-        name = "index.html" if request.path == "/" else request.path.lstrip("/")
+        """The page and its scripts (the only files served)."""
+        name = STATIC[0] if request.path == "/" else request.path.lstrip("/")
         text = resources.files("swaptron.web").joinpath("static", name).read_text()
         suffix = name[name.rfind("."):]
         return web.Response(text=text, content_type=CONTENT_TYPES[suffix],

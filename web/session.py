@@ -56,7 +56,7 @@ class SessionLimits:
     """What one session may do."""
 
     max_fps: float = 30.0  # frames a second a page may send; faster ones are refused
-    max_inflight: int = 1  # frames waiting for Triton at once (the newest waiting frame wins)
+    max_inflight: int = 2  # frames waiting for Triton at once (the newest waiting frame wins)
     jpeg_quality: int = 85  # of the swapped frames sent back
 
 

@@ -16,6 +16,7 @@ from swaptron.web.session import (
     TIMESTAMP,
     PageMessageError,
     RateCap,
+    SessionLimits,
     decode_frame,
     encode_answer,
     jpeg_size,
@@ -96,3 +97,10 @@ def test_a_jpeg_declaring_a_huge_frame_is_refused_before_it_is_decoded() -> None
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before_kb) / 1024
     assert grown_mb < 256
     assert jpeg_size(memoryview(jpeg(np.zeros((48, 80, 3), np.uint8)))) == (80, 48)
+
+
+def test_the_gateway_keeps_two_frames_of_a_page_in_flight_by_default() -> None:
+    from swaptron.cli import build_parser
+
+    assert SessionLimits().max_inflight == 2  # the page pipelines: encode, send, swap overlap
+    assert build_parser().parse_args(["web"]).max_inflight == SessionLimits().max_inflight

@@ -11,7 +11,7 @@ const KEEP_LATENCIES = 240;   // the live percentiles cover the last 10 s at 24 
 const KEEP_SENT = 16;         // sent JPEGs kept to pair with their answers (the test's check)
 
 const state = {
-  socket: null, timer: null, streaming: false, window: 2, capturing: false, skipped: 0, sent: 0, received: 0, dropped: 0, failed: 0,
+  socket: null, timer: null, streaming: false, window: 2, encoding: 0, skipped: 0, sent: 0, received: 0, dropped: 0, failed: 0,
   latencies: [], allLatencies: [], gatewayWait: [], triton: [], shown: [], fake: null, sentJpegs: new Map(), lastPair: null,
   status: "",
 };
@@ -59,32 +59,52 @@ function sendChoice() {
   }
 }
 
-async function capture(video, canvas) {
+// JPEG encoding runs in a worker (web/static/encoder.js), in capture order, so the main thread
+// keeps drawing answers while frames encode; encodes wait their turn there
+const encoder = new Worker("encoder.js");
+const encodes = new Map();
+let lastEncode = 0;
+encoder.onmessage = (event) => {
+  const resolve = encodes.get(event.data.id);
+  encodes.delete(event.data.id);
+  resolve(event.data.jpeg);
+};
+
+function encode(bitmap) {
+  return new Promise((resolve) => {
+    lastEncode += 1;
+    encodes.set(lastEncode, resolve);
+    encoder.postMessage({ id: lastEncode, bitmap, quality: JPEG_QUALITY }, [bitmap]);
+  });
+}
+
+async function capture(video) {
   const socket = state.socket;
   // frames go out once the gateway said hello (a busy gateway never does)
   if (!state.streaming || socket.readyState !== WebSocket.OPEN || !video.videoWidth) return;
-  // a frame still encoding, or a socket still sending: skip this tick, send the next fresh frame
-  // or as many frames on their way as the gateway can hold (its window and one waiting frame):
-  // a frame sent then would only replace the waiting one, after costing an encode and a decode
-  const inflight = state.sent - state.received - state.dropped - state.failed;
-  if (state.capturing || socket.bufferedAmount > 0 || inflight >= state.window) {
+  // as many frames on their way (encoding, or sent and not answered) as the gateway's window:
+  // a frame sent beyond it would only replace the one waiting there, after costing an encode
+  // and a decode; a socket still sending also skips this tick
+  const inflight = state.sent - state.received - state.dropped - state.failed + state.encoding;
+  if (socket.bufferedAmount > 0 || inflight >= state.window) {
     state.skipped += 1;
     return;
   }
-  state.capturing = true;
+  state.encoding += 1;
   try {
     const t = performance.now();
-    canvas.width = video.videoWidth;
-    canvas.height = video.videoHeight;
-    canvas.getContext("2d").drawImage(video, 0, 0);
-    const jpeg = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
+    const jpeg = await encode(await createImageBitmap(video));
+    if (!state.streaming || socket.readyState !== WebSocket.OPEN) {
+      state.skipped += 1;  // stopped while it encoded: never sent
+      return;
+    }
     const stamp = new Float64Array([t]);
     socket.send(new Blob([stamp, jpeg]));
     state.sent += 1;
     state.sentJpegs.set(t, jpeg);
     if (state.sentJpegs.size > KEEP_SENT) state.sentJpegs.delete(state.sentJpegs.keys().next().value);
   } finally {
-    state.capturing = false;
+    state.encoding -= 1;
   }
 }
 
@@ -159,8 +179,7 @@ async function start() {
     stop(false);
   };
   state.socket = socket;
-  const canvas = document.createElement("canvas");
-  state.timer = setInterval(() => capture(video, canvas), 1000 / FPS);
+  state.timer = setInterval(() => capture(video), 1000 / FPS);
   $("stop").disabled = false;
 }
 
