@@ -38,7 +38,7 @@ DEMOS = {
                           "Megamind.avi: the woman gets the man's face (a2b)",
                           project_dir() / "model_repository", default_export=True),
 }
-DEFAULT_PAIR = PEOPLE  # real people show the product best (README, "Your own identities")
+DEFAULT_PAIR = PEOPLE  # real people show the product best (docs/identities.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -79,8 +79,8 @@ class FrameLimits:
         return None
 
 
-# Per target, in one place (README "Frame limits"); the gateway checks the strictest before
-# anything reaches Triton.
+# Per target, in one place (docs/ensemble.md, "Frame limits"); the gateway checks the strictest
+# before anything reaches Triton.
 FRAME_LIMITS = {
     "python-ort": FrameLimits(FRAME_MIN_SIDE, FRAME_MAX_SIDE, FRAME_MAX_PIXELS,
                               "each step that takes FRAME, before inference: INVALID_ARGUMENT "
