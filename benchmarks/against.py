@@ -25,6 +25,8 @@ from swaptron.assets import CHECKOUT, demo_video
 
 READY_TIMEOUT_S = 900.0  # a first export of REF takes minutes on 2 cores
 RUNS = {"unpaced": (), "realtime_24": ("--realtime", "--fps", "24")}
+CONCURRENT_STREAMS = 4  # realtime streams at once, each offered CONCURRENT_SHARE of the build's
+CONCURRENT_SHARE = 0.225  # own unpaced FPS: 90% of what one unpaced stream takes, in all
 
 Progress = Callable[[str], None]
 
@@ -142,17 +144,17 @@ def stop(server: subprocess.Popen[str]) -> None:
             server.wait(timeout=30)
 
 
-def stream_run(build: Build, url: str, extra: tuple[str, ...], frames: int, report: Path
-               ) -> dict[str, float]:
-    """One `swaptron stream` of the demo video through the build's default ensemble."""
-    command = build.command("stream", "--source", str(demo_video()), "--url", url,
-                            "--no-display", "--quiet", "--frames", str(frames), "--report",
-                            str(report), *extra)
-    result = subprocess.run(command, env=build.env, cwd=build.root, capture_output=True,
-                            text=True, check=False, timeout=600)
+def stream_command(build: Build, url: str, extra: tuple[str, ...], frames: int, report: Path
+                   ) -> list[str]:
+    """`swaptron stream` of the demo video through the build's default ensemble."""
+    return build.command("stream", "--source", str(demo_video()), "--url", url, "--no-display",
+                         "--quiet", "--frames", str(frames), "--report", str(report), *extra)
+
+
+def read_report(build: Build, report: Path, output: str) -> dict[str, float]:
+    """FPS, p95, dropped share and each step's server time per frame of a stream's report."""
     if not report.is_file():
-        raise AgainstError(f"{build.name}: `swaptron stream` wrote no report: "
-                           f"{(result.stdout + result.stderr).strip()[-800:]}")
+        raise AgainstError(f"{build.name}: `swaptron stream` wrote no report: {output[-800:]}")
     found = json.loads(report.read_text())
     captured = max(int(found["frames_captured"]), 1)
     sample = {"fps": float(found["fps"]), "p95_ms": float(found["latency_ms"]["p95"]),
@@ -165,8 +167,40 @@ def stream_run(build: Build, url: str, extra: tuple[str, ...], frames: int, repo
     return sample
 
 
-def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress) -> dict[str, object]:
-    """Both builds served at once; each run alternates REF, HEAD over `rounds` rounds."""
+def stream_run(build: Build, url: str, extra: tuple[str, ...], frames: int, report: Path
+               ) -> dict[str, float]:
+    """One stream; its figures."""
+    result = subprocess.run(stream_command(build, url, extra, frames, report), env=build.env,
+                            cwd=build.root, capture_output=True, text=True, check=False,
+                            timeout=600)
+    return read_report(build, report, result.stdout + result.stderr)
+
+
+def concurrent_runs(build: Build, url: str, fps: float, frames: int, work: Path,
+                    stream_options: tuple[str, ...] = ()) -> dict[str, object]:
+    """CONCURRENT_STREAMS realtime streams offered `fps` each, at once, beside one stream
+    alone at that rate: each stream's drops and its p95 over the lone stream's."""
+    extra = ("--realtime", "--fps", f"{fps:.2f}", *stream_options)
+    alone = stream_run(build, url, extra, frames, work / "alone.json")
+    reports = [work / f"stream-{index}.json" for index in range(CONCURRENT_STREAMS)]
+    running = [subprocess.Popen(stream_command(build, url, extra, frames, report),
+                                env=build.env, cwd=build.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for report in reports]
+    outputs = [process.communicate(timeout=600)[0] for process in running]
+    streams = [read_report(build, report, output)
+               for report, output in zip(reports, outputs, strict=True)]
+    return {"fps_offered_each": round(fps, 2), "alone_p95_ms": alone["p95_ms"],
+            "fps": [s["fps"] for s in streams], "p95_ms": [s["p95_ms"] for s in streams],
+            "dropped_pct": [round(s["dropped_pct"], 2) for s in streams],
+            "worst_dropped_pct": round(max(s["dropped_pct"] for s in streams), 2),
+            "worst_p95_over_alone": round(max(s["p95_ms"] for s in streams)
+                                          / max(alone["p95_ms"], 1e-9), 2)}
+
+
+def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress,
+            stream_options: tuple[str, ...] = ()) -> dict[str, object]:
+    """Both builds served at once; each run alternates REF, HEAD over `rounds` rounds;
+    `stream_options` go to every stream (`--check`: the checked stream)."""
     from swaptron.server.launcher import free_ports
 
     builds = (reference_build(ref, work), head_build())
@@ -182,11 +216,24 @@ def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress) -> di
             for run, extra in RUNS.items():
                 for index, build in enumerate(builds):
                     report = work / f"r{round_index}-{run}-{index}.json"
-                    sample = stream_run(build, urls[build.name], extra, frames, report)
+                    sample = stream_run(build, urls[build.name], (*extra, *stream_options),
+                                        frames, report)
                     samples[build.name][run].append(sample)
                     say(f"round {round_index + 1} {run} {build.name}: {sample['fps']:.1f} FPS, "
                         f"p95 {sample['p95_ms']:.0f} ms, {sample['dropped_pct']:.1f}% dropped")
-    return summarise(ref, builds, samples, rounds, frames)
+        concurrent = {}
+        for index, build in enumerate(builds):
+            rate = CONCURRENT_SHARE * statistics.median(
+                s["fps"] for s in samples[build.name]["unpaced"])
+            folder = work / f"concurrent-{index}"
+            folder.mkdir(exist_ok=True)
+            concurrent[build.name] = concurrent_runs(build, urls[build.name], rate, frames,
+                                                     folder, stream_options)
+            say(f"{CONCURRENT_STREAMS} streams at {rate:.1f} FPS each, {build.name}: "
+                f"{concurrent[build.name]}")
+    results = summarise(ref, builds, samples, rounds, frames)
+    results["concurrent_realtime"] = concurrent
+    return results
 
 
 def summarise(ref: str, builds: tuple[Build, Build],
@@ -232,22 +279,37 @@ def markdown(results: dict[str, object]) -> str:
         cells = [f"{steps[name][model]:.2f}" if model in steps[name] else "-"
                  for name in (reference_name, head_name)]
         lines.append(f"| {model} | {' | '.join(cells)} |")
+    concurrent: dict[str, dict[str, object]] = results.get(  # type: ignore[assignment]
+        "concurrent_realtime", {})
+    if concurrent:
+        lines += ["", f"{CONCURRENT_STREAMS} realtime streams at once, each offered "
+                  f"{CONCURRENT_SHARE} x the build's own unpaced FPS (targets: each <= 2% "
+                  "dropped, each p95 <= 2x one stream's alone at that rate):", "",
+                  "| build | FPS offered each | FPS each | dropped % each | p95 ms each | "
+                  "one alone p95 ms | worst p95 / alone |", "|---|---|---|---|---|---|---|"]
+        for name, row in concurrent.items():
+            lines.append(f"| {name} | {row['fps_offered_each']} | {row['fps']} | "
+                         f"{row['dropped_pct']} | {row['p95_ms']} | {row['alone_p95_ms']} | "
+                         f"{row['worst_p95_over_alone']} |")
     return "\n".join(lines) + "\n"
 
 
 def run_against(ref: str, output: Path, work: Path, frames: int, command: str,
-                say: Progress) -> dict[str, object]:
+                say: Progress, check: bool = False) -> dict[str, object]:
     """Measure, then write against-<ref>.json and .md into output; returns the results."""
     import datetime
 
     from swaptron.benchmarks.bench import host_name
 
     work.mkdir(parents=True, exist_ok=True)
-    results = measure(ref, work, rounds=2, frames=frames, say=say)
+    results = measure(ref, work, rounds=2, frames=frames, say=say,
+                      stream_options=("--check",) if check else ())
+    results["stream"] = "checked" if check else "default"
     results.update(command=command, host=host_name(),
                    date=datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"))
     output.mkdir(parents=True, exist_ok=True)
-    safe_ref = "".join(c if c.isalnum() or c in "-_." else "-" for c in ref)
+    safe_ref = "".join(c if c.isalnum() or c in "-_." else "-" for c in ref) + (
+        "-checked" if check else "")
     (output / f"against-{safe_ref}.json").write_text(json.dumps(results, indent=1) + "\n")
     (output / f"against-{safe_ref}.md").write_text(markdown(results))
     return results

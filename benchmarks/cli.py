@@ -86,10 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the regression guard: REF (a commit or tag) is built beside "
                              "the working tree and both are streamed alternately (REF, HEAD, "
                              "REF, HEAD); prints the ratios HEAD/REF (against-REF.md)")
+    parser.add_argument("--check", action="store_true",
+                        help="with --against: stream the checked stream (the forgery score with "
+                             "each frame) instead of the default one (against-REF-checked.md)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
-                             "gets the latest table (default: README.md when writing to "
-                             "benchmarks/results, none otherwise)")
+                             "gets the latest table (default: benchmarks/README.md when "
+                             "writing to benchmarks/results, none otherwise)")
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -111,6 +114,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--capacity")
     if args.against:
         parts += ["--against", args.against]
+    if args.check:
+        parts.append("--check")
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -141,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stability:
         from swaptron.benchmarks.stability import run_stability, stability_markdown
 
-        print(stability_markdown(run_stability(args.output_dir)))  # type: ignore[arg-type]
+        print(stability_markdown(run_stability(  # type: ignore[arg-type]
+            args.output_dir, args.work_dir / "stability")))
         return 0
     if args.identities:
         from swaptron.benchmarks.identities import identities_markdown, run_identities
@@ -163,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     readme = args.readme
     if readme is None and args.output_dir.resolve() == DEFAULT_RESULTS.resolve():
-        readme = project_dir() / "README.md"
+        readme = project_dir() / "benchmarks" / "README.md"  # links there: results/...
     request = BenchRequest(quick=args.quick, url=args.url, variants=args.variants,
                            concurrency=args.concurrency, seconds=args.seconds,
                            output_dir=args.output_dir, work_dir=args.work_dir,
@@ -187,7 +193,7 @@ def run_against(args: argparse.Namespace) -> int:
                   else AGAINST_FRAMES // 2 if args.quick else AGAINST_FRAMES)
         results = measure_against(args.against, args.output_dir, args.work_dir / "against",
                                   frames, command_line(args),
-                                  lambda line: print(line, flush=True))
+                                  lambda line: print(line, flush=True), args.check)
     except AgainstError as error:
         print(f"error: {error}")
         return 1

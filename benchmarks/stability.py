@@ -11,6 +11,9 @@ with its state (like `faceswap_stream`). Measured on each:
 - pops: frames where a face swapped in the frames before and after is left unswapped;
 - lag (frames): on moving stretches, the shift that best aligns the stabilized face centre with
   the stateless one.
+The served stream (`faceswap_stream` on the embedded server: the tracker, which detects on
+keyframes and follows faces between them, then the stabilizer) is measured the same way against
+the same stateless run.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from swaptron.networks.face_template import RIGID_POINTS
 from swaptron.networks.geometry import apply_affine, similarity_fit
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.networks.stabilizer import initial_state
-from swaptron.specs import FACES, LANDMARKS, NUM_LANDMARKS, PRESENCE
+from swaptron.specs import (
+    FACES,
+    FRAME,
+    LANDMARKS,
+    NUM_LANDMARKS,
+    PRESENCE,
+    STREAM,
+    SWAPPED,
+)
 
 STILL_SPEED = 0.01  # face widths per frame
 MOVING_SPEED = 0.03
@@ -61,6 +72,26 @@ def run_video(pipeline: Pipeline, frames: list[np.ndarray], stabilize: bool) -> 
         landmarks.append(points[0, 0].numpy())
         present.append(bool(presence[0, 0] > 0.5))
         swapped.append(out[0].numpy())
+    return Track(np.stack(landmarks), np.array(present), swapped)
+
+
+def run_served(url: str, frames: list[np.ndarray], sequence_id: int) -> Track:
+    """The video as one sequence of the served `faceswap_stream`."""
+    import tritonclient.grpc as grpcclient
+
+    landmarks, present, swapped = [], [], []
+    with grpcclient.InferenceServerClient(url) as client:
+        for number, frame in enumerate(frames):
+            tensor = grpcclient.InferInput(FRAME, [1, *frame.shape], "UINT8")
+            tensor.set_data_from_numpy(frame[None])
+            result = client.infer(STREAM, [tensor], sequence_id=sequence_id,
+                                  sequence_start=number == 0,
+                                  sequence_end=number == len(frames) - 1,
+                                  outputs=[grpcclient.InferRequestedOutput(name)
+                                           for name in (SWAPPED, FACES, LANDMARKS)])
+            landmarks.append(result.as_numpy(LANDMARKS)[0, 0])
+            present.append(bool(result.as_numpy(FACES)[0, 0, 4] > 0))
+            swapped.append(result.as_numpy(SWAPPED)[0])
     return Track(np.stack(landmarks), np.array(present), swapped)
 
 
@@ -141,21 +172,31 @@ def lag(track: Track, reference: Track, moving: np.ndarray) -> float:
     return float(np.argmin(errors))
 
 
-def measure_video(name: str, frames: list[np.ndarray], pipeline: Pipeline) -> dict[str, object]:
-    """Stateless and stabilized figures of one video."""
+def measure_video(name: str, frames: list[np.ndarray], pipeline: Pipeline,
+                  served: Track | None = None) -> dict[str, object]:
+    """Stateless and stabilized figures of one video (and the served stream's, when given)."""
     stateless = run_video(pipeline, frames, stabilize=False)
     steady = run_video(pipeline, frames, stabilize=True)
     speed = smoothed(speeds(stateless.landmarks))
     still, moving = speed < STILL_SPEED, speed > MOVING_SPEED
     figures: dict[str, object] = {"frames": len(frames), "still_frames": int(still.sum()),
                                   "moving_frames": int(moving.sum())}
-    for label, track in (("stateless", stateless), ("stabilized", steady)):
+    tracks = (("stateless", stateless), ("stabilized", steady),
+              *((("served", served),) if served is not None else ()))
+    for label, track in tracks:
         flicker, pops = flicker_and_pops(track, stateless, frames)
         figures[label] = {"jitter_px": jitter(track, still), "flicker": flicker, "pops": pops}
     figures["lag_frames"] = lag(steady, stateless, moving)
     before, after = figures["stateless"], figures["stabilized"]
     figures["jitter_ratio"] = ratio(after["jitter_px"], before["jitter_px"])  # type: ignore[index]
     figures["flicker_ratio"] = ratio(after["flicker"], before["flicker"])  # type: ignore[index]
+    if served is not None:
+        on_server = figures["served"]
+        figures["served_lag_frames"] = lag(served, stateless, moving)
+        figures["served_jitter_ratio"] = ratio(on_server["jitter_px"],  # type: ignore[index]
+                                               before["jitter_px"])  # type: ignore[index]
+        figures["served_flicker_ratio"] = ratio(on_server["flicker"],  # type: ignore[index]
+                                                before["flicker"])  # type: ignore[index]
     return figures
 
 
@@ -173,12 +214,26 @@ def stability_videos() -> dict[str, list[np.ndarray]]:
             "single_face": assets.read_frames(assets.footage("single_face.mp4"))}
 
 
-def run_stability(output: Path) -> dict[str, object]:
-    """Measure every video; write stability.json and stability.md into `output`."""
+def run_stability(output: Path, work: Path | None = None) -> dict[str, object]:
+    """Measure every video, in process and (with a work folder) through the served stream;
+    write stability.json and stability.md into `output`."""
+    from swaptron.export.build import export_repository
+    from swaptron.export.repository import ServingOptions
+    from swaptron.server.launcher import TritonServer, free_ports
+
     torch.set_num_threads(2)
     pipeline = build_pipeline(PipelineOptions(detector=None))
-    results = {name: measure_video(name, frames, pipeline)
-               for name, frames in stability_videos().items()}
+    videos = stability_videos()
+    served: dict[str, Track] = {}
+    if work is not None:
+        repository = work / "repository"
+        export_repository(PipelineOptions(), ServingOptions(), repository,
+                          progress=lambda _: None)
+        with TritonServer(repository, ports=free_ports(), log_path=work / "triton.log") as server:
+            served = {name: run_served(server.grpc_url, frames, 900 + number)
+                      for number, (name, frames) in enumerate(videos.items())}
+    results = {name: measure_video(name, frames, pipeline, served.get(name))
+               for name, frames in videos.items()}
     output.mkdir(parents=True, exist_ok=True)
     (output / "stability.json").write_text(json.dumps(results, indent=1) + "\n")
     (output / "stability.md").write_text(stability_markdown(results))
@@ -198,4 +253,16 @@ def stability_markdown(results: dict[str, dict[str, object]]) -> str:
                      f"{figures['jitter_ratio']} | {before['flicker']} / {after['flicker']} | "  # type: ignore[index]
                      f"{figures['flicker_ratio']} | {before['pops']} / {after['pops']} | "  # type: ignore[index]
                      f"{figures['lag_frames']} |")
+    served = {name: figures for name, figures in results.items() if "served" in figures}
+    if served:
+        lines += ["", "The served stream (`faceswap_stream`: the tracker, detecting on keyframes "
+                  "and following faces between them, then the stabilizer), against the same "
+                  "stateless run:", "",
+                  "| video | jitter px | ratio | flicker | ratio | pops | lag frames |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, figures in served.items():
+            row = figures["served"]
+            lines.append(f"| {name} | {row['jitter_px']} | {figures['served_jitter_ratio']} | "  # type: ignore[index]
+                         f"{row['flicker']} | {figures['served_flicker_ratio']} | "  # type: ignore[index]
+                         f"{row['pops']} | {figures['served_lag_frames']} |")  # type: ignore[index]
     return "\n".join(lines) + "\n"

@@ -70,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "past the limit gets an error naming it")
     parser.add_argument("--stream-idle", type=positive_float, default=10.0,
                         help="seconds after which a silent stream is ended and its state freed")
+    parser.add_argument("--keyframe-interval", type=positive_int, default=24,
+                        help="a stream's tracker looks for new faces every N frames, beside the "
+                             "frames' path, and follows faces from their landmarks between; 1: "
+                             "the detector on every frame, on the path (steadier landmarks on "
+                             "still faces, the detector's full cost per frame)")
+    parser.add_argument("--score-interval", type=positive_int, default=12,
+                        help="the checked stream scores its faces every N frames, beside the "
+                             "frames' path, and carries each face's last score between")
     parser.add_argument("--face-detector", choices=("short", "back", "full"), default="back",
                         help="BlazeFace model: back-camera 256 px (default), short-range 128 px "
                              "(cheapest, selfie distance only), full-range 192 px "
@@ -113,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
                              queue_delay_us=args.queue_delay_us, instances=args.instances,
                              intra_op_threads=args.threads,
                              intra_op_spinning=args.spin, max_streams=args.max_streams,
-                             stream_idle_s=args.stream_idle)
+                             stream_idle_s=args.stream_idle,
+                             keyframe_interval=args.keyframe_interval,
+                             score_interval=args.score_interval)
     output = args.output or default_output(args.target)
     try:
         tuned = args.opt_frame or tuple(min(side, most) for side, most in zip(

@@ -50,7 +50,8 @@ class ServingOptions:
     intra_op_spinning: bool = False
     max_streams: int = 32  # live sequences a stateful model keeps per instance
     stream_idle_s: float = 10.0  # a sequence silent this long is ended and its state freed
-    keyframe_interval: int = 24  # the tracker detects at least every this many frames
+    keyframe_interval: int = 24  # the tracker looks for new faces every this many frames (1:
+    # the detector on every frame, on the path)
     score_interval: int = 12  # the sampler scores a stream's faces every this many frames
     # python-ort: models whose stubs run at a lower CPU priority. The stream's detector runs
     # mostly beside the frames' path (the tracker's lookout): niced, it takes the cores the

@@ -133,8 +133,8 @@ class TritonPythonModel:
         stream's previous landmarks, or from a detection beside the path that found a new face;
         ask the lookout for one when it is time."""
         followed = None if item.start else self.streams.get(item.stream)
-        if followed is None or item.frame.shape[0] != 1:
-            return
+        if followed is None or item.frame.shape[0] != 1 or self.interval <= 1:
+            return  # on the path: a first frame, several frames, or detection on every frame
         present = int((followed.presence > self.threshold).sum())
         joined = self.lookout.take(item.stream)
         if present < followed.expected:

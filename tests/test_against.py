@@ -30,6 +30,9 @@ def test_against_head_builds_it_beside_and_streams_both_alternately(tmp_path: Pa
             assert all(sample["fps"] > 0 and sample["p95_ms"] > 0 for sample in samples)
     for key in ("unpaced_fps", "realtime_24_p95_ms"):
         assert results["ratios_head_over_ref"][key] > 0
+    for name in (reference, head):  # four realtime streams at once, beside one alone
+        row = results["concurrent_realtime"][name]
+        assert len(row["fps"]) == len(row["dropped_pct"]) == 4 and row["alone_p95_ms"] > 0
     # the working tree streams through its tracker; each step's time per frame is reported
     assert "tracker" in results["step_ms_per_frame"][head]
     table = (output / "against-HEAD.md").read_text()
