@@ -1,14 +1,14 @@
 """The `sampler` model: a stream's forgery scores, sampled instead of computed on every frame.
 
-The checked stream's last step. The forgery detector (the `forensics` model) scores a stream's
-faces on the frame's path only when a face has no score yet (a stream's first frame, a face new
-in its slot); beside the path, a worker thread scores the stream's newest frame every
-`score_interval` frames, and its scores join the stream's next frame. Between samples each slot
-carries its last score; an empty slot scores -1, as `forensics` says.
+The checked stream's last step. The forgery detector (the `forensics` model) scores a stream's faces
+on the frame's path only when a face has no score yet (a stream's first frame, a face new in its
+slot); beside the path, a worker thread scores the stream's newest frame every `score_interval`
+frames, and its scores join the stream two frames later (always that frame). Between samples each
+slot carries its last score; an empty slot scores -1, as `forensics` says.
 
 Per-stream state is bounded like the tracker's (`max_streams`, the sequence batcher's idle time).
-Self-contained on purpose (NumPy and server/stream_side.py only): `swaptron export` copies this
-file as the model's `model.py` for every target, with stream_side.py beside it.
+Self-contained on purpose (NumPy and server/stream_side.py only): `swaptron export` copies this file
+as the model's `model.py` for every target, with stream_side.py beside it.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class TritonPythonModel:
         a face has no score yet or the request holds several frames; ask for a sample when it is
         time."""
         presence = item.inputs[self.presence_input]
-        joined = self.lookout.take(item.stream)
+        joined = self.lookout.joined(item.stream)
         if joined is not None:
             scored.scores = np.where(joined[0] >= 0, joined[0], scored.scores)
         present = presence[0] > self.threshold
@@ -113,7 +113,8 @@ class TritonPythonModel:
             return
         item.scores = np.where(present, scored.scores, -1.0)[None]
         item.sampled = joined is not None
-        if joined is None and scored.since_sample + 1 >= self.interval:
+        due = joined is None and scored.since_sample + 1 >= self.interval
+        if due and not self.lookout.pending(item.stream):
             self.lookout.ask(item.stream, *(item.inputs[name] for name in self.input_names))
 
     def score_on_path(self, items: list[Frame], responses: list[Any]) -> None:

@@ -16,6 +16,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 STREAM_LIMIT_ERROR = "no room for another stream"  # the client's cue (swaptron.specs)
+JOIN_AFTER = 2  # frames after the one asked about that a lookout's result joins
+JOIN_TIMEOUT_S = 10.0  # the most a frame waits for a result due on it
 
 
 class StepFailedError(Exception):
@@ -61,37 +63,61 @@ def sequence_flags(request: Any) -> tuple[bool, bool]:
 
 
 class Lookout:
-    """Work beside the frames' path: the newest inputs each stream asked about wait, one worker
-    thread runs `work` on them in turn, and each stream's newest result waits for its next
-    frame. Inputs are copied (a request's buffers are gone after its response)."""
+    """Work beside the frames' path that joins a stream a fixed number of frames later.
+
+    `ask` queues a stream's inputs (copied: a request's buffers are gone after its response)
+    for a worker thread; `joined`, called once on each of the stream's frames, returns the result
+    on the JOIN_AFTER-th frame after the ask, waiting for it then if the worker is not done yet.
+    The frame a result joins never depends on how fast the worker was, so a stream's answers
+    are the same however its frames are timed."""
 
     def __init__(self, work: Callable[[tuple[np.ndarray, ...]], Any]) -> None:
         self.work = work
-        self.waiting: dict[Any, tuple[np.ndarray, ...]] = {}
+        self.waiting: dict[Any, tuple[int, tuple[np.ndarray, ...]]] = {}
+        self.found: dict[Any, tuple[int, Any]] = {}
+        self.asked: dict[Any, tuple[int, int]] = {}  # stream -> (ask number, frames to go)
         self.busy: set[Any] = set()
-        self.found: dict[Any, Any] = {}
+        self.asks = 0
         self.changed = threading.Condition()
         self.running = True
         self.worker = threading.Thread(target=self.loop, name="lookout", daemon=True)
         self.worker.start()
 
-    def ask(self, stream: Any, *inputs: np.ndarray) -> None:
-        """Work on these inputs unless the stream's last ones are being worked on."""
-        with self.changed:
-            if stream not in self.busy:
-                self.waiting[stream] = tuple(array.copy() for array in inputs)
-                self.changed.notify()
+    def pending(self, stream: Any) -> bool:
+        """True while a result is on its way to the stream."""
+        return stream in self.asked
 
-    def take(self, stream: Any) -> Any | None:
-        """The stream's newest result not taken yet."""
+    def ask(self, stream: Any, *inputs: np.ndarray) -> None:
+        """Work on these inputs; the result joins the stream JOIN_AFTER frames later."""
         with self.changed:
-            return self.found.pop(stream, None)
+            self.asks += 1
+            self.asked[stream] = (self.asks, JOIN_AFTER)
+            self.waiting[stream] = (self.asks, tuple(array.copy() for array in inputs))
+            self.changed.notify_all()
+
+    def joined(self, stream: Any) -> Any | None:
+        """The result that joins this frame of the stream, or None (none due, or the work
+        failed or took longer than JOIN_TIMEOUT_S)."""
+        with self.changed:
+            if stream not in self.asked:
+                return None
+            number, to_go = self.asked[stream]
+            if to_go > 1:
+                self.asked[stream] = (number, to_go - 1)
+                return None
+            del self.asked[stream]
+            self.changed.wait_for(lambda: self.found.get(stream, (0,))[0] == number or (
+                stream not in self.busy and self.waiting.get(stream, (0,))[0] != number),
+                timeout=JOIN_TIMEOUT_S)
+            found = self.found.pop(stream, None)
+            return found[1] if found is not None and found[0] == number else None
 
     def forget(self, stream: Any) -> None:
         """Drop what waits for or from an ended stream."""
         with self.changed:
             self.waiting.pop(stream, None)
             self.found.pop(stream, None)
+            self.asked.pop(stream, None)
 
     def loop(self) -> None:
         """Work on one waiting stream at a time, until stopped."""
@@ -102,7 +128,7 @@ class Lookout:
                 if not self.running:
                     return
                 stream = next(iter(self.waiting))
-                inputs = self.waiting.pop(stream)
+                number, inputs = self.waiting.pop(stream)
                 self.busy.add(stream)
             try:
                 result = self.work(inputs)
@@ -111,7 +137,8 @@ class Lookout:
             with self.changed:
                 self.busy.discard(stream)
                 if result is not None:
-                    self.found[stream] = result
+                    self.found[stream] = (number, result)
+                self.changed.notify_all()
 
     def stop(self) -> None:
         """End the worker after its current work."""

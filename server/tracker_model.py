@@ -2,21 +2,21 @@
 
 MediaPipe's face pipeline, as one step of the stream ensembles. Each face's crop comes from its
 landmarks on the previous frame (their bounding box, levelled on the outer eye corners), so the
-detector is off the frame's path. It runs on the frame's path only on a stream's first frame and
-on the frame after a followed face was lost (landmark presence at or under
-`presence_threshold`). Beside the path, a worker thread looks for new faces: every
-`keyframe_interval` frames while faces are followed, and on every frame while none is; what it
-finds joins the stream's next frame (a frame or two after the one it looked at) when it holds a
-face not followed yet. The detector and the landmarker stay models of their own: this step calls
-them (Triton's BLS), and their dynamic batchers still batch across streams. Outputs FACES,
-LANDMARKS and PRESENCE, as the detector and landmarker give them.
+detector is off the frame's path. It runs on the frame's path only on a stream's first frame and on
+the frame after a followed face was lost (landmark presence at or under `presence_threshold`).
+Beside the path, a worker thread looks for new faces: every `keyframe_interval` frames while faces
+are followed, and every other frame while none is; what it finds joins the stream two frames after
+the one it looked at (always that frame, however fast the worker was) when it holds a face not
+followed yet. The detector and the landmarker stay models of their own: this step calls them
+(Triton's BLS), and their dynamic batchers still batch across streams. Outputs FACES, LANDMARKS and
+PRESENCE, as the detector and landmarker give them.
 
-Per-stream state (the last landmarks and presence, frames since the keyframe) lives here, keyed
-by the sequence's correlation id: bounded by `max_streams` (a new stream past it is refused with
+Per-stream state (the last landmarks and presence, frames since the keyframe) lives here, keyed by
+the sequence's correlation id: bounded by `max_streams` (a new stream past it is refused with
 UNAVAILABLE), freed at the sequence's end or after `stream_idle_s` of silence.
 
-Self-contained on purpose (NumPy and server/stream_side.py only): `swaptron export` copies
-this file as the model's `model.py` for every target, with stream_side.py beside it.
+Self-contained on purpose (NumPy and server/stream_side.py only): `swaptron export` copies this file
+as the model's `model.py` for every target, with stream_side.py beside it.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class TritonPythonModel:
         if followed is None or item.frame.shape[0] != 1 or self.interval <= 1:
             return  # on the path: a first frame, several frames, or detection on every frame
         present = int((followed.presence > self.threshold).sum())
-        joined = self.lookout.take(item.stream)
+        joined = self.lookout.joined(item.stream)
         if present < followed.expected:
             return  # a followed face was lost: find it again on this frame
         item.keyframe = False
@@ -147,7 +147,8 @@ class TritonPythonModel:
                                                   self.points, self.threshold)
         item.faces, item.keypoints = faces[None], keypoints[None]
         item.detected = joined is not None
-        if present == 0 or followed.since_keyframe + 1 >= self.interval:
+        due = present == 0 or followed.since_keyframe + 1 >= self.interval
+        if due and not item.detected and not self.lookout.pending(item.stream):
             self.lookout.ask(item.stream, item.frame)
 
     def detect_one(self, inputs: tuple[np.ndarray, ...]) -> Detections:
