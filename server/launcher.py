@@ -1,19 +1,17 @@
-"""Run the `tritonserver` binary shipped in the nvidia-pytriton wheel, with no Docker and no GPU.
+"""Run the `tritonserver` shipped in the nvidia-pytriton wheel, with no Docker and no GPU: the
+server's lifecycle and its supervision.
 
 `TritonServer` is a context manager: it checks what would make the server fail (ports, repository,
 unexported models, stub), starts it in its own process group, waits until it is ready, and on
-exit stops it and every backend process it spawned, and removes its shared-memory regions.
+exit stops it and every backend process it spawned, and removes its shared-memory regions. The
+steps it runs live in their own modules (install, environment, repository_checks, ports, shm,
+processes); the names callers import from here are re-exported.
 
 Protections, all from what Triton itself offers (see server/access.py for the admin key):
 - the locked APIs (model repository, shared-memory registration, logging, trace, and inference
   over HTTP) need the admin key;
-- each Python-backend stub's shared-memory pool cannot grow past `pool_limit_bytes`: the server
-  runs with that file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored), so an oversized request
-  fails with "Failed to increase the shared memory pool size" instead of growing a pool that
-  never shrinks;
-- its address space is capped at the machine's memory (RLIMIT_AS), so an absurd tensor shape
-  fails to allocate instead of being touched;
-- its files (the pools carry the frames) are created with umask 077, readable by this user only;
+- each stub's shared-memory pool is capped at `pool_limit_bytes`, the address space at the
+  machine's memory, and its files are private (server/environment.py);
 - with `supervise`, a watcher thread restarts the server when it exits or when one of its
   Python stubs dies (Triton 2.51 neither restarts a dead stub nor reports it in readiness), and
   records how long each recovery took;
@@ -25,17 +23,10 @@ Protections, all from what Triton itself offers (see server/access.py for the ad
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import importlib.metadata
 import os
 import re
-import resource
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -47,288 +38,36 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-import psutil
-from google.protobuf import text_format
-from google.protobuf.message import DecodeError
-from tritonclient.grpc import model_config_pb2 as mc
-
-from swaptron.assets import cache_dir
 from swaptron.server import access, reaper
+from swaptron.server.environment import (
+    GLIBC_MALLOC,
+    JEMALLOC,
+    JEMALLOC_CONF,
+    MIN_ADDRESS_SPACE,
+    child_setup,
+    jemalloc_path,
+    server_allocator,
+    server_environment,
+)
+from swaptron.server.errors import ServerError
+from swaptron.server.install import prepare_server_home
+from swaptron.server.ports import ServerPorts, check_port_free, check_ports_free, free_ports
+from swaptron.server.processes import group_alive, stub_models
+from swaptron.server.repository_checks import check_repository, python_models
+from swaptron.server.shm import SHM_FOLDER, make_private, remove_shm_regions
 
-PR_SET_PDEATHSIG = 1
-SIG_IGN = 1
+__all__ = [
+    "GLIBC_MALLOC", "JEMALLOC", "JEMALLOC_CONF", "MIN_ADDRESS_SPACE", "SHM_FOLDER", "Recovery",
+    "ServerError", "ServerPorts", "TritonServer", "check_port_free", "first_error", "free_ports",
+    "group_alive", "jemalloc_path", "prepare_server_home", "server_allocator",
+    "server_environment", "stub_models",
+]
+
 READY_POLL_SECONDS = 0.2
 WATCH_POLL_SECONDS = 0.2
 DEFAULT_POOL_LIMIT = 128 << 20  # a batch of 8 frames of 1920x1080 in and out is 100 MB
-SHM_FOLDER = Path("/dev/shm")
-STUB_PREFIX = "triton_python_b"  # the stub's process name, as the kernel truncates it
-MIN_ADDRESS_SPACE = 4 << 30  # the address-space cap never goes below this
 RESTART_WINDOW_S = 60.0
 MAX_RESTARTS = 5
-JEMALLOC = "libjemalloc.so.2"  # Debian's libjemalloc2 (`make debs`)
-JEMALLOC_FOLDERS = (Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib/aarch64-linux-gnu"),
-                    Path("/usr/lib64"), Path("/usr/lib"), Path("/usr/local/lib"))
-# freed pages are kept 10 s for the next frame, then handed back by jemalloc's own thread
-JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:10000,muzzy_decay_ms:0,narenas:2"
-GLIBC_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-
-
-class ServerError(RuntimeError):
-    """The server could not start or stop; the message says what and how to fix it."""
-
-
-@dataclass(frozen=True)
-class ServerPorts:
-    """The three ports tritonserver listens on."""
-
-    http: int = 8000
-    grpc: int = 8001
-    metrics: int = 8002
-
-
-def free_ports() -> ServerPorts:
-    """Three ports that are free on 127.0.0.1 right now (for tests and benchmarks)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(3)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        http, grpc, metrics = (sock.getsockname()[1] for sock in sockets)
-    finally:
-        for sock in sockets:
-            sock.close()
-    return ServerPorts(http=http, grpc=grpc, metrics=metrics)
-
-
-def wheel_server_dir() -> Path:
-    """The `tritonserver` folder inside the installed nvidia-pytriton wheel."""
-    import pytriton
-
-    folder = Path(pytriton.__file__).resolve().parent / "tritonserver"
-    if not (folder / "bin" / "tritonserver").is_file():
-        raise ServerError(f"{folder}/bin/tritonserver is missing: reinstall nvidia-pytriton==0.7.0")
-    return folder
-
-
-def wheel_libs_dir() -> Path:
-    """The shared libraries the wheel's binaries link against (`nvidia_pytriton.libs`)."""
-    return wheel_server_dir().parent.parent / "nvidia_pytriton.libs"
-
-
-def python_tag() -> str:
-    """`3.11`-style version of the running Python, as the stub folders are named."""
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def pytriton_version() -> str:
-    """Installed nvidia-pytriton version (names the prepared server folder)."""
-    return importlib.metadata.version("nvidia-pytriton")
-
-
-def prepare_server_home(python_version: str | None = None) -> Path:
-    """Copy the wheel's server folder into the cache once, with the backend stub for the Python.
-
-    `python_version` (`3.11`-style) defaults to the running Python, whose stub the server must
-    use. Returns the prepared folder (holding `bin/tritonserver` and `backends/`).
-    """
-    version = python_version or python_tag()
-    source = wheel_server_dir()
-    stub = source / "python_backend_stubs" / version / "triton_python_backend_stub"
-    if not stub.is_file():
-        shipped = sorted(p.name for p in (source / "python_backend_stubs").iterdir())
-        raise ServerError(
-            f"no Python-backend stub for Python {version} in nvidia-pytriton "
-            f"(it ships {', '.join(shipped)}): create .venv with one of those Pythons"
-        )
-    home = cache_dir() / f"tritonserver-{pytriton_version()}-py{version}"
-    placed_stub = home / "backends" / "python" / "triton_python_backend_stub"
-    if placed_stub.is_file():
-        return home
-    home.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tritonserver-", dir=home.parent))
-    shutil.copytree(source, staging, dirs_exist_ok=True)
-    shutil.copy2(stub, staging / "backends" / "python" / "triton_python_backend_stub")
-    if home.exists():
-        shutil.rmtree(home)
-    staging.replace(home)
-    return home
-
-
-def jemalloc_path() -> Path | None:
-    """Where this machine's jemalloc is, if it has one."""
-    return next((folder / JEMALLOC for folder in JEMALLOC_FOLDERS
-                 if (folder / JEMALLOC).is_file()), None)
-
-
-def server_allocator(jemalloc: Path | None) -> dict[str, str]:
-    """The malloc settings of the tritonserver process: jemalloc when the machine has it, else
-    glibc told to hand every large buffer back.
-
-    gRPC receives a request whole before Triton looks at it (2.51 has no size limit), in buffers
-    of up to 4 MB; with glibc's defaults a refused 300 MB frame left about 300 MB in the server's
-    heap for good. glibc can only return it by mapping every allocation of 64 KiB or more on its
-    own and trimming the heap at once, and then every frame's buffers (request, the tensors
-    between steps, the response) are fresh mappings: at 1920x1080 the page faults cost the
-    server 27-33 ms of kernel time per frame here. jemalloc keeps freed pages for reuse and hands
-    them back after `dirty_decay_ms` (measured: 5 ms of kernel time per 1080p frame, and the
-    server's private memory back to 58 MB 12 s after refused 75-300 MB frames).
-    """
-    if jemalloc is None:
-        return dict(GLIBC_MALLOC)
-    return {"LD_PRELOAD": str(jemalloc), "MALLOC_CONF": JEMALLOC_CONF}
-
-
-def server_environment(home: Path, allocator: dict[str, str]) -> dict[str, str]:
-    """Environment for tritonserver: its libraries and libpython found, this venv's Python first,
-    and its allocator (`server_allocator`). The Python stubs are started by `bash -c`, which
-    first runs $BASH_ENV: that script takes the allocator settings away again, so the stubs run
-    on glibc's defaults (the glibc settings cost their ONNX Runtime and NumPy a third of their
-    throughput).
-    """
-    env = dict(os.environ)
-    python_libdir = sysconfig.get_config_var("LIBDIR") or ""
-    library_path = [str(wheel_libs_dir()), python_libdir, env.get("LD_LIBRARY_PATH", "")]
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in library_path if p)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.update(allocator)
-    env["BASH_ENV"] = str(stub_environment_script(home, allocator))
-    return env
-
-
-def stub_environment_script(home: Path, allocator: dict[str, str]) -> Path:
-    """The $BASH_ENV script that takes the server's allocator settings from the Python stubs."""
-    names = sorted({*allocator, *GLIBC_MALLOC, "LD_PRELOAD", "MALLOC_CONF"})
-    script = home / "stub-environment.sh"
-    text = f"unset {' '.join(names)}\n"
-    if not script.is_file() or script.read_text() != text:
-        partial = script.with_suffix(f".{os.getpid()}.part")
-        partial.write_text(text)
-        partial.replace(script)
-    return script
-
-
-def repository_models(repository: Path) -> list[str]:
-    """Names of the models in a repository; raises ServerError when it is missing or empty."""
-    if not repository.is_dir():
-        raise ServerError(
-            f"model repository {repository} does not exist: run `swaptron export` "
-            "or pass --model-repository"
-        )
-    models = sorted(p.name for p in repository.iterdir() if (p / "config.pbtxt").is_file())
-    if not models:
-        raise ServerError(
-            f"model repository {repository} holds no model (no */config.pbtxt): "
-            "run `swaptron export` or pass another --model-repository"
-        )
-    return models
-
-
-def check_port_free(host: str, port: int, option: str) -> None:
-    """Raise ServerError naming the option to change when something already listens on the port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            raise ServerError(
-                f"port {port} on {host} is already in use ({error.strerror}): "
-                f"stop what holds it or pick another with {option}"
-            ) from error
-
-
-def child_setup(pool_limit_bytes: int) -> Callable[[], None]:
-    """What the server process does before exec: die with its parent, keep its files private,
-    cap the size of any file it writes (its shared-memory pools) without dying at the cap, and
-    cap its address space at this machine's memory. jemalloc maps with MAP_NORESERVE, so the
-    kernel no longer refuses a request for more than the machine has (the 30 GB shape of
-    tests/helpers.py's JSON): at the cap the allocation fails as it did under glibc, the server
-    exits and the supervisor restarts it, instead of the server touching 30 GB."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here, not in the forked child
-    # the server maps about 2.3 GB of address space at rest, the stubs under 0.8 GB each
-    address_limit = max(psutil.virtual_memory().total, MIN_ADDRESS_SPACE)
-    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
-    libc.signal.restype = ctypes.c_void_p
-
-    def setup() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        libc.signal(signal.SIGXFSZ, SIG_IGN)
-        os.umask(0o077)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (pool_limit_bytes, pool_limit_bytes))
-        resource.setrlimit(resource.RLIMIT_AS, (address_limit, address_limit))
-
-    return setup
-
-
-def version_folders(model: Path) -> list[Path]:
-    """Numbered version folders of a model that hold at least one file."""
-    return [p for p in model.iterdir() if p.is_dir() and p.name.isdigit() and any(p.iterdir())]
-
-
-def python_models(repository: Path) -> set[str]:
-    """Names of a repository's Python-backend models: each runs in a stub process of its own."""
-    names = set()
-    for path in repository.glob("*/config.pbtxt"):
-        with contextlib.suppress(text_format.ParseError, DecodeError, OSError):
-            if text_format.Parse(path.read_text(), mc.ModelConfig()).backend == "python":
-                names.add(path.parent.name)
-    return names
-
-
-def unexported_models(repository: Path) -> list[str]:
-    """Models whose configs are there but whose files are not (a fresh clone before export).
-
-    A Python-backend model needs its `model.py` (and the file an `onnx_file` parameter names); a
-    model of another backend needs a non-empty version folder; ensembles need nothing.
-    """
-    missing = []
-    for path in sorted(repository.glob("*/config.pbtxt")):
-        try:
-            config = text_format.Parse(path.read_text(), mc.ModelConfig())
-        except (text_format.ParseError, DecodeError) as error:
-            raise ServerError(f"{path} is not a valid model config: {error}") from error
-        if config.platform == "ensemble":
-            continue
-        versions = version_folders(path.parent)
-        needed = ["model.py"] if config.backend == "python" else []
-        if "onnx_file" in config.parameters:
-            needed.append(config.parameters["onnx_file"].string_value)
-        if not versions or not all((versions[0] / name).is_file() for name in needed):
-            missing.append(path.parent.name)
-    return missing
-
-
-def stub_models(server_pid: int) -> dict[int, str]:
-    """Live Python-backend stubs of a server: pid -> model name (from the stub's model path)."""
-    stubs = {}
-    with contextlib.suppress(psutil.NoSuchProcess):
-        for child in psutil.Process(server_pid).children():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
-                if (not child.name().startswith(STUB_PREFIX)
-                        or child.status() == psutil.STATUS_ZOMBIE):
-                    continue
-                stubs[child.pid] = Path(child.cmdline()[1]).parent.parent.name
-    return stubs
-
-
-def make_private(prefix: str) -> None:
-    """Make the server's /dev/shm regions readable by this user only.
-
-    The Python backend creates them with mode 0644 (boost sets it whatever the umask), and the
-    frames pass through them. They are created while the models load, before any request, and
-    this runs as soon as the server is ready.
-    """
-    for path in SHM_FOLDER.glob(f"{prefix}*"):
-        with contextlib.suppress(FileNotFoundError):
-            path.chmod(0o600)
-
-
-def remove_shm_regions(prefix: str) -> list[str]:
-    """Delete the /dev/shm files whose names start with `prefix`; their names."""
-    removed = []
-    for path in SHM_FOLDER.glob(f"{prefix}*"):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed.append(path.name)
-    return removed
 
 
 @dataclass(frozen=True)
@@ -470,16 +209,8 @@ class TritonServer:
     def preflight(self) -> None:
         """Raise ServerError naming the fix for what would stop the server from starting."""
         if not self.allow_empty_repository:
-            repository_models(self.repository)
-            missing = unexported_models(self.repository)
-            if missing:
-                raise ServerError(
-                    f"model repository {self.repository} has configs but no exported graphs "
-                    f"for {', '.join(missing)}: run `swaptron export` (add --output "
-                    f"{self.repository} for another folder) before serving it")
-        for port, option in ((self.ports.http, "--http-port"), (self.ports.grpc, "--grpc-port"),
-                             (self.ports.metrics, "--metrics-port")):
-            check_port_free(self.host, port, option)
+            check_repository(self.repository)
+        check_ports_free(self.host, self.ports)
 
     def reap(self) -> None:
         """Kill the stubs of swaptron servers that died hard, and delete their regions."""
@@ -651,14 +382,3 @@ class TritonServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def group_alive(group: int) -> bool:
-    """True while any process of the process group exists."""
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
