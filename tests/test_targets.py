@@ -23,9 +23,9 @@ from swaptron.specs import (
     FRAME_MAX_SIDE,
     FRAME_MIN_SIDE,
     NETWORKS,
-    SELECTOR,
     STABILIZER,
     STREAM,
+    model_specs,
 )
 
 from config_checks import check_ensemble
@@ -220,8 +220,11 @@ def test_onnxruntime_repository_is_complete_for_nvidia_container(
         assert (folder / "1").is_dir()
         if config.platform == "ensemble":
             continue
-        if name == SELECTOR:  # no graph: a Python model (the NGC image ships the backend)
+        spec = model_specs(2).get(name)
+        if spec is not None and not spec.graph:  # a Python model (the NGC image ships it)
             assert config.backend == "python" and (folder / "1" / "model.py").is_file()
+            if spec.streams:  # the tracker and the sampler import their shared module
+                assert (folder / "1" / "stream_side.py").is_file()
             continue
         assert config.backend == "onnxruntime"
         assert all(g.kind != mc.ModelInstanceGroup.KIND_GPU for g in config.instance_group)
