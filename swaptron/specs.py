@@ -339,7 +339,8 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
     largest_only = TensorSpec(LARGEST_ONLY, "INT32", (1,))
     specs = [
         ModelSpec(DETECTOR, (frame(),), (faces, keypoints),
-                  "BlazeFace short-range: letterbox, network, anchors, fast NMS, top-K faces",
+                  "BlazeFace (back-camera 256 px by default; short or full range at export): "
+                  "letterbox, network, anchors, fast NMS, top-K faces",
                   publishes=(FACES,)),
         ModelSpec(LANDMARKER, (frame(), faces, keypoints), (landmarks, presence),
                   "FaceMesh on eye-aligned crops: 468 landmarks per face in frame pixels",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -40,15 +39,6 @@ PAPERS = {
     "sbi": "SBI (Shiohara & Yamasaki 2022, EfficientNet-B4): 0.93 AUC cross-dataset on "
            "Celeb-DF when trained on FaceForensics++ real videos only",
 }
-
-
-@dataclass
-class Scored:
-    """Scores (probability of fake) of a set of faces, with what each face is."""
-
-    scores: np.ndarray
-    labels: np.ndarray
-    records: list[FaceRecord]
 
 
 def auc(real: np.ndarray, fake: np.ndarray) -> float:
