@@ -22,9 +22,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from stream_side import (
     Lookout,
-    StepFailedError,
+    call_for,
     call_model,
-    refusal,
+    forget_idle,
     sequence_flags,
     stream_limit_refusal,
 )
@@ -74,9 +74,7 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         """Answer each request; at most one frame per stream is in a call (sequence batcher)."""
         now = time.monotonic()
-        for stream in [k for k, v in self.streams.items() if now - v.last_seen > self.idle_s]:
-            del self.streams[stream]  # Triton ended it without telling the model
-            self.lookout.forget(stream)
+        forget_idle(self.streams, self.idle_s, now, self.lookout)
         responses: list[Any] = [None] * len(requests)
         frames: list[Frame] = []
         for position, request in enumerate(requests):
@@ -125,13 +123,11 @@ class TritonPythonModel:
         for group in groups.values():
             inputs = {name: np.concatenate([item.inputs[name] for item in group])
                       for name in self.input_names}
-            try:
-                scores = call_model(self.scorer, inputs, [self.score_output])[self.score_output]
-            except StepFailedError as error:
-                for item in group:
-                    responses[item.position] = refusal(str(error), error.code)
+            found = call_for([item.position for item in group], responses, self.scorer, inputs,
+                             [self.score_output])
+            if found is None:
                 continue
-            start = 0
+            scores, start = found[self.score_output], 0
             for item in group:
                 rows = item.inputs[self.input_names[0]].shape[0]
                 item.scores, item.sampled = scores[start:start + rows], True

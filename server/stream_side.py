@@ -43,6 +43,26 @@ def call_model(model: str, inputs: dict[str, np.ndarray], outputs: list[str]
             for name in outputs}
 
 
+def call_for(positions: list[int], responses: list[Any], model: str,
+             inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray] | None:
+    """One call to another model for the requests at `positions`; when it refuses, each of
+    them is answered with its error and None is returned."""
+    try:
+        return call_model(model, inputs, outputs)
+    except StepFailedError as error:
+        for position in positions:
+            responses[position] = refusal(str(error), error.code)
+        return None
+
+
+def forget_idle(streams: dict[Any, Any], idle_s: float, now: float, lookout: Lookout) -> None:
+    """Drop the streams (values with `last_seen`) silent for longer than `idle_s`: Triton ends
+    such a sequence without telling the model."""
+    for stream in [key for key, entry in streams.items() if now - entry.last_seen > idle_s]:
+        del streams[stream]
+        lookout.forget(stream)
+
+
 def refusal(message: str, code: Any) -> Any:
     """An error response."""
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

@@ -30,9 +30,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from stream_side import (
     Lookout,
-    StepFailedError,
+    call_for,
     call_model,
-    refusal,
+    forget_idle,
     sequence_flags,
     stream_limit_refusal,
 )
@@ -108,9 +108,7 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         """Answer each request; at most one frame per stream is in a call (sequence batcher)."""
         now = time.monotonic()
-        for stream in [k for k, v in self.streams.items() if now - v.last_seen > self.idle_s]:
-            del self.streams[stream]  # Triton ended it without telling the model
-            self.lookout.forget(stream)
+        forget_idle(self.streams, self.idle_s, now, self.lookout)
         responses: list[Any] = [None] * len(requests)
         frames: list[Frame] = []
         for position, request in enumerate(requests):
@@ -160,12 +158,9 @@ class TritonPythonModel:
     def detect(self, keyframes: list[Frame], responses: list[Any]) -> None:
         """The detector on the keyframes, one call per frame shape."""
         for group in by_shape(keyframes):
-            try:
-                found = call_model(self.detector, {self.frame_input: stack(group)},
-                                  self.detector_outputs)
-            except StepFailedError as error:
-                for item in group:
-                    responses[item.position] = refusal(str(error), error.code)
+            found = call_for([item.position for item in group], responses, self.detector,
+                             {self.frame_input: stack(group)}, self.detector_outputs)
+            if found is None:
                 continue
             start = 0
             for item in group:
@@ -180,12 +175,9 @@ class TritonPythonModel:
             inputs = {self.frame_input: stack(group),
                       faces_name: np.concatenate([item.faces for item in group]),
                       keypoints_name: np.concatenate([item.keypoints for item in group])}
-            try:
-                found = call_model(self.landmarker, inputs,
-                                  [self.landmarks_output, self.presence_output])
-            except StepFailedError as error:
-                for item in group:
-                    responses[item.position] = refusal(str(error), error.code)
+            found = call_for([item.position for item in group], responses, self.landmarker,
+                             inputs, [self.landmarks_output, self.presence_output])
+            if found is None:
                 continue
             start = 0
             for item in group:
