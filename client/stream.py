@@ -56,6 +56,9 @@ CONNECTION_ERRORS = (InferenceServerException, grpc.RpcError, ConnectionError)
 LOST_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
               grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN)
 LOST_STATUSES = tuple(str(code) for code in LOST_CODES)
+# gRPC's own transport failing under a call (a send onto a server killed mid-stream): INTERNAL
+# from the client's core, not a model failure, which comes with Triton's own words
+CORE_FAILURE = "Internal error from Core"
 DRAIN_TIMEOUT_S = 10.0
 
 
@@ -187,7 +190,9 @@ def frame_fake_score(scores: np.ndarray | None) -> float | None:
 def is_connection_error(error: BaseException) -> bool:
     """True for errors that mean the server is gone rather than a refused frame."""
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
-        return error.code() in LOST_CODES
+        core_failure = (error.code() == grpc.StatusCode.INTERNAL
+                        and CORE_FAILURE in (error.details() or ""))
+        return error.code() in LOST_CODES or core_failure
     if isinstance(error, InferenceServerException):
         return error.status() in LOST_STATUSES or error.status() is None
     return True
