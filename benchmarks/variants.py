@@ -119,24 +119,17 @@ def server_memory(pid: int) -> dict[str, object]:
             "processes": len(names), "names": sorted(set(names))}
 
 
-async def _statistics(url: str) -> dict[str, dict[str, int]]:
-    import tritonclient.grpc.aio as aioclient
-
-    from swaptron.client.stream import server_statistics
-
-    async with aioclient.InferenceServerClient(url) as client:
-        return await server_statistics(client)
-
-
 def statistics(url: str) -> dict[str, dict[str, int]]:
     """Cumulative per-model counts and nanoseconds from Triton's statistics API."""
-    return asyncio.run(_statistics(url))
+    from swaptron.client.connection import server_statistics
+
+    return asyncio.run(server_statistics(url))
 
 
 def statistics_delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
                      ) -> dict[str, dict[str, float]]:
     """Mean queue and compute milliseconds per request, per model, between two snapshots."""
-    from swaptron.client.stream import statistics_delta as delta
+    from swaptron.client.connection import statistics_delta as delta
 
     models = delta(before, after)["models"]
     return models if isinstance(models, dict) else {}

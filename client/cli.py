@@ -17,11 +17,8 @@ from swaptron.arguments import URL_HELP, fraction, grpc_url, positive_float, pos
 from swaptron.specs import (
     ENSEMBLE,
     FACE_CHOICES,
-    FACES,
-    FAKE_SCORE,
     STREAM,
     STREAM_CHECKED,
-    SWAPPED,
 )
 
 if TYPE_CHECKING:
@@ -117,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from swaptron.client.sinks import SinkError, VideoSink
     from swaptron.client.sources import FrameSource, SourceError, SourceOptions
-    from swaptron.client.stream import StreamOptions
+    from swaptron.client.stream import StreamOptions, answer_outputs
 
     try:
         if args.report:
@@ -128,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}")
         return EXIT_ERROR
     model = args.model or (STREAM_CHECKED if args.check else STREAM)
-    outputs = (SWAPPED, FACES, FAKE_SCORE) if args.check else (SWAPPED, FACES)
-    options = StreamOptions(url=args.url, model=model, outputs=outputs, mode=args.mode,
+    options = StreamOptions(url=args.url, model=model, outputs=answer_outputs(model),
+                            mode=args.mode,
                             max_inflight=1 if args.mode == "serial" else args.max_inflight,
                             shm=args.shm, connect_timeout_s=args.connect_timeout,
                             reconnect_timeout_s=args.connect_timeout, live=not args.quiet,
@@ -182,20 +179,28 @@ def stream_frames(source: FrameSource, options: StreamOptions, metrics: StreamMe
         VirtualCameraSink,
         display_available,
     )
-    from swaptron.client.stream import Delivery, Streamer, StreamError
+    from swaptron.client.stream import (
+        Sink,
+        Streamer,
+        StreamError,
+        camera_sink,
+        display_sink,
+        video_sink,
+    )
 
-    display: DisplaySink | None = None
-    camera: VirtualCameraSink | None = None
+    sinks: list[Sink] = [] if video is None else [video_sink(video)]
     closers: list[Callable[[], None]] = []
     try:
         if not args.no_display and display_available():
             display = DisplaySink(f"swaptron: {args.source}")
             closers.append(display.close)
+            sinks.append(display_sink(display, metrics))
         if args.virtual_camera:
             width, height = source.frame_size()
             camera = VirtualCameraSink(width, height, source.fps)
             closers.append(camera.close)
-        streamer = Streamer(source, options, Delivery(metrics, video, display, camera))
+            sinks.append(camera_sink(camera))
+        streamer = Streamer(source, options, sinks, metrics)
         asyncio.run(streamer.run())
         return streamer.outcome
     except (StreamError, SinkError, ShmError) as error:

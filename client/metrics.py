@@ -57,6 +57,10 @@ class StreamMetrics:
         timing.error = error
         timing.fake_score = fake_score
 
+    def forget(self, index: int) -> None:
+        """Drop a delivered frame's timing (a long-lived session keeps no history)."""
+        self.frames.pop(index, None)
+
     def live_fake_score(self, last: int = 24) -> float | None:
         """Mean fake score of the last received frames that had one (None without any)."""
         scores = [t.fake_score for t in self.frames.values()

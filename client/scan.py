@@ -26,8 +26,9 @@ from tritonclient.utils import InferenceServerException
 from swaptron.client.infer import sync_client
 from swaptron.client.metrics import StreamMetrics
 from swaptron.client.sinks import VideoSink
-from swaptron.client.sources import Captured, FrameSource
-from swaptron.client.stream import Delivery, Streamer, StreamOptions
+from swaptron.client.sources import FrameSource
+from swaptron.client.stream import Streamer, StreamOptions
+from swaptron.client.transport import Outcome
 from swaptron.specs import FACES, FAKE_SCORE, FORENSICS, SCAN
 
 LIKELY_SWAPPED = "likely swapped"
@@ -108,7 +109,7 @@ def annotate(frame: np.ndarray, faces: list[FaceScore], threshold: float) -> np.
 
 
 class Collector:
-    """Gathers the per-frame results as answers come (the streamer's observer)."""
+    """Gathers the per-frame results as answers come (the streamer's sink)."""
 
     def __init__(self, fps: float, threshold: float, video: VideoSink | None,
                  progress: tqdm) -> None:
@@ -118,7 +119,10 @@ class Collector:
         self.progress = progress
         self.frames: dict[int, FrameScan] = {}
 
-    def __call__(self, item: Captured, tensors: dict[str, np.ndarray]) -> None:
+    def __call__(self, outcome: Outcome) -> None:
+        if outcome.status != "received":
+            return
+        item, tensors = outcome.item, outcome.tensors
         faces = [FaceScore([round(float(v), 1) for v in box[:4]], round(float(score), 4))
                  for box, score in zip(tensors[FACES], tensors[FAKE_SCORE], strict=True)
                  if box[4] > 0 and score >= 0]
@@ -169,7 +173,7 @@ def scan(source: FrameSource, url: str, video: VideoSink | None = None,
     started = time.monotonic()
     with tqdm(total=total, desc=f"scanning with {facts.name}", unit="frame") as progress:
         collector = Collector(source.fps, facts.threshold, video, progress)
-        streamer = Streamer(source, options, Delivery(metrics, None, None, None, collector))
+        streamer = Streamer(source, options, [collector], metrics)
         asyncio.run(streamer.run())
     elapsed = time.monotonic() - started
     frames = []

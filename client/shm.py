@@ -13,10 +13,11 @@ import os
 import warnings
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
-import tritonclient.grpc.aio as aioclient
-from tritonclient.utils import InferenceServerException
 
+from swaptron.client.connection import Connection
+from swaptron.client.errors import first_line
 from swaptron.client.infer import ShmPlace
 from swaptron.server import access
 from swaptron.specs import SWAPPED
@@ -44,8 +45,8 @@ class ShmError(RuntimeError):
 class ShmRing:
     """Slots sized for one frame shape; re-created when frames grow."""
 
-    def __init__(self, client: aioclient.InferenceServerClient, slots: int) -> None:
-        self.client = client
+    def __init__(self, connection: Connection, slots: int) -> None:
+        self.connection = connection
         self.headers = access.grpc_metadata(access.admin_key())
         self.count = slots
         self.prefix = f"swaptron_{os.getpid()}_{id(self):x}"
@@ -69,19 +70,19 @@ class ShmRing:
     async def register(self, name: str, byte_size: int) -> None:
         """Register one region with the server (a locked API: the admin key goes along)."""
         try:
-            await self.client.register_system_shared_memory(name, f"/{name}", byte_size,
-                                                            headers=self.headers)
-        except InferenceServerException as error:
-            if "Unable to open shared memory region" in str(error):
+            await self.connection.register_shm(name, f"/{name}", byte_size, self.headers)
+        except grpc.RpcError as error:
+            words = rpc_details(error)
+            if "Unable to open shared memory region" in words:
                 raise ShmError(
                     f"the server cannot open the shared-memory region /{name} that this client "
                     "created: it does not share this host's /dev/shm (a container, or another "
                     "machine). --shm works only with a server on this host, such as "
                     "`swaptron serve`; stream without --shm") from error
-            if "restricted" not in str(error):
+            if "restricted" not in words:
                 raise
             raise ShmError(f"the server refused to register shared memory without the admin key "
-                           f"({first_line(error)}): set {access.ADMIN_KEY_ENV}, or run on the "
+                           f"({first_line(words)}): set {access.ADMIN_KEY_ENV}, or run on the "
                            f"host where `swaptron serve` keeps it in {access.key_file()}"
                            ) from error
 
@@ -89,8 +90,8 @@ class ShmRing:
         """Register the regions again (a restarted server forgot them)."""
         for slot in self.slots:
             for name in (slot.input_name, slot.output_name):
-                with contextlib.suppress(InferenceServerException):
-                    await self.client.unregister_system_shared_memory(name, headers=self.headers)
+                with contextlib.suppress(grpc.RpcError):
+                    await self.connection.unregister_shm(name, self.headers)
                 await self.register(name, slot.byte_size)
 
     def places(self, slot: int, frame: np.ndarray) -> tuple[ShmPlace, dict[str, ShmPlace]]:
@@ -110,14 +111,14 @@ class ShmRing:
         for slot in self.slots:
             for name, handle in ((slot.input_name, slot.input_handle),
                                  (slot.output_name, slot.output_handle)):
-                with contextlib.suppress(InferenceServerException):
-                    await self.client.unregister_system_shared_memory(name, headers=self.headers)
+                with contextlib.suppress(grpc.RpcError):
+                    await self.connection.unregister_shm(name, self.headers)
                 shm.destroy_shared_memory_region(handle)
         self.slots = []
         self.byte_size = 0
 
 
-def first_line(error: BaseException) -> str:
-    """First line of an error's text."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def rpc_details(error: grpc.RpcError) -> str:
+    """The server's words in a failed call."""
+    details = getattr(error, "details", None)
+    return (details() if callable(details) else None) or str(error)

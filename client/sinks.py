@@ -22,6 +22,10 @@ class SinkError(RuntimeError):
     """A sink cannot be opened; the message says why."""
 
 
+class SinkClosed(Exception):  # noqa: N818  (an event, not a fault)
+    """The user closed a sink (the window): the stream stops after what is in flight."""
+
+
 class VideoSink:
     """Writes swapped frames in capture order: to a video file (.mp4, .avi), or as lossless
     `<index>.png` files when the path has no suffix (a folder).

@@ -14,6 +14,7 @@ import numpy as np
 
 import swaptron.networks
 import swaptron.specs
+import swaptron.triton_workarounds
 from swaptron import assets
 from swaptron.export import onnx_export, tensorrt, tensorrt_check
 from swaptron.export.repository import (
@@ -32,7 +33,6 @@ from swaptron.specs import (
     FORENSICS,
     LANDMARKER,
     PRESENCE,
-    PUBLISHED_SUFFIX,
     SAMPLER,
     SELECTOR,
     SWAPPED,
@@ -41,9 +41,10 @@ from swaptron.specs import (
     TRACK_PRESENCE,
     TRACKER,
     ModelSpec,
-    ensembles,
     model_specs,
 )
+from swaptron.triton_workarounds import PUBLISHED_SUFFIX
+from swaptron.wiring import ensembles
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,11 @@ class ExportReport:
 PYTHON_MODULES = {SELECTOR: "swaptron.server.selector_model",
                   TRACKER: "swaptron.server.tracker_model",
                   SAMPLER: "swaptron.server.sampler_model"}  # copied as their model.py
-SIDE_MODULE = "swaptron.server.stream_side"  # copied beside a stream model's model.py
+# copied beside a Python model's model.py, as <last part of the name>.py (self-contained modules
+# the model imports by that name: the Python backend puts the model's folder on sys.path)
+SIDE_MODULES = {SELECTOR: ("swaptron.refusals",),
+                TRACKER: ("swaptron.server.stream_side",),
+                SAMPLER: ("swaptron.server.stream_side",)}
 
 
 class ExportError(RuntimeError):
@@ -88,13 +93,15 @@ def example_frames() -> np.ndarray:
 
 
 def source_files(pipeline_options: PipelineOptions) -> list[Path]:
-    """Files whose bytes decide the graphs: the networks (code and template), the specs, the
-    tracing code, for fixed-shape graphs the rewrite in export/tensorrt.py, the MediaPipe
-    weights and the autoencoder weights. Training code, CLI help and the rest of export/ do not
-    shape a graph, so changing them needs no re-export."""
+    """Files whose bytes decide the graphs: the networks (code and template), the specs and the
+    Triton workarounds that shape them (published copies), the tracing code, for fixed-shape
+    graphs the rewrite in export/tensorrt.py, the MediaPipe weights and the autoencoder weights.
+    Training code, CLI help, the ensembles' wiring and the rest of export/ do not shape a graph,
+    so changing them needs no re-export."""
     networks = Path(swaptron.networks.__file__).resolve().parent
     files = sorted(networks.glob("*.py")) + sorted(networks.glob("*.json"))
-    files += [Path(swaptron.specs.__file__).resolve(), Path(onnx_export.__file__).resolve()]
+    files += [Path(module.__file__).resolve()
+              for module in (swaptron.specs, swaptron.triton_workarounds, onnx_export)]
     if pipeline_options.graph.fixed_shapes:
         files.append(Path(tensorrt.__file__).resolve())
     files += [assets.tflite_path(assets.DETECTOR_WEIGHTS[pipeline_options.face_detector]),
@@ -157,9 +164,9 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
                  else sampler_facts(serving) if spec.name == SAMPLER else None)
         write_model_folder(output, model_config(spec, serving, warmup, facts), serving.target,
                            warmup, None if spec.graph else module_source(PYTHON_MODULES[spec.name]))
-        if spec.streams and not spec.graph:
-            write_if_changed(output / spec.name / "1" / f"{SIDE_MODULE.rsplit('.', 1)[1]}.py",
-                             module_source(SIDE_MODULE))
+        for side in SIDE_MODULES.get(spec.name, ()):
+            write_if_changed(output / spec.name / "1" / f"{side.rsplit('.', 1)[1]}.py",
+                             module_source(side))
     for ensemble in ensembles(pipeline_options.max_faces, forensics):
         write_model_folder(output, ensemble_config(ensemble), serving.target, None)
     remove_stale(output, {*specs, *(e.name for e in ensembles(pipeline_options.max_faces,

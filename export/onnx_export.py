@@ -15,6 +15,7 @@ import torch
 
 from swaptron.server.ort_session import cpu_session
 from swaptron.specs import ModelSpec
+from swaptron.triton_workarounds import copy_sources
 
 OPSET = 17
 FINGERPRINT_KEY = "swaptron_fingerprint"
@@ -33,7 +34,8 @@ def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
 
 
 class Published(torch.nn.Module):
-    """A network with the published copies of its outputs appended (Identity nodes in ONNX)."""
+    """A network with the published copies of its outputs appended (Identity nodes in ONNX;
+    triton_workarounds.published)."""
 
     def __init__(self, network: torch.nn.Module, copy_sources: list[int]) -> None:
         super().__init__()
@@ -58,7 +60,7 @@ def copy(tensor: torch.Tensor) -> torch.Tensor:
 
 def graph_module(module: torch.nn.Module, spec: ModelSpec) -> torch.nn.Module:
     """What is traced for a spec: the network, with its published copies when it has any."""
-    return Published(module, spec.copy_sources()) if spec.publishes else module
+    return Published(module, copy_sources(spec)) if spec.publishes else module
 
 
 def to_onnx(module: torch.nn.Module, spec: ModelSpec, example: dict[str, np.ndarray],

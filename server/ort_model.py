@@ -1,7 +1,8 @@
 """Generic Triton Python-backend model that serves one ONNX graph with ONNX Runtime.
 
 Every network of the `python-ort` repository uses this class (its `1/model.py` imports it); the
-model's `config.pbtxt` parameters say which file to load and how many threads to use. Requests
+model's `config.pbtxt` parameters say which file to load, how many threads to use and which input
+is the frame, whose size it checks by the specs' limits (swaptron.specs.FRAME_LIMITS). Requests
 the dynamic batcher groups together run as one ONNX Runtime call. A request with a bad frame gets
 an error naming the problem while the rest of the batch is served.
 
@@ -24,7 +25,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
-from swaptron.server.ort_checks import config_parameters, frame_problem
+from swaptron.server.ort_checks import config_parameters, frame_problem, stub_frame_limits
 from swaptron.server.ort_session import cpu_session
 from swaptron.server.stream_states import StreamLimitError, StreamStates, rounds
 
@@ -60,10 +61,8 @@ class TritonPythonModel:
         self.output_names = [spec["name"] for spec in config["output"]]
         self.output_types = {spec["name"]: pb_utils.triton_string_to_numpy(spec["data_type"])
                              for spec in config["output"]}
-        self.frame_input = parameters.get("frame_input")
-        self.frame_limits = {key: int(parameters[f"frame_{key}"])
-                             for key in ("min_side", "max_side", "max_pixels")
-                             if f"frame_{key}" in parameters}
+        self.frame_input = parameters.get("frame_input")  # the input whose size is checked
+        self.frame_limits = stub_frame_limits()
         self.state_pairs = dict(pair.split(":") for pair in parameters["states"].split(",")
                                 ) if parameters.get("states") else {}
         self.streams = self.stream_states(config, parameters) if self.state_pairs else None
@@ -135,7 +134,7 @@ class TritonPythonModel:
 
     def check(self, arrays: dict[str, np.ndarray]) -> str | None:
         """The problem with a request's inputs, if any."""
-        if self.frame_input is None or not self.frame_limits:
+        if self.frame_input is None:
             return None
         return frame_problem(self.frame_input, arrays[self.frame_input], self.frame_limits)
 

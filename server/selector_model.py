@@ -3,13 +3,13 @@
 IDENTITY (optional, one name per frame) becomes TARGET, the index of that identity's decoder in
 the swapper; WHICH_FACES (optional: "all", the default, or "largest") becomes LARGEST_ONLY; FACES
 passes through (the landmarker waits for it, so nothing else of a refused request is running). An
-unknown name gets INVALID_ARGUMENT naming the choices, and only its own request fails. The
-identities, in decoder order, and the default one come from the config's parameters, which the
-export writes from the weights.
+unknown name gets INVALID_ARGUMENT naming the choices (an identity in the contract's words:
+swaptron/refusals.py), and only its own request fails. The identities, in decoder order, and the
+default one come from the config's parameters, which the export writes from the weights.
 
-Self-contained on purpose (NumPy and Triton's stub module only): `swaptron export` copies this
-file as the model's `model.py` for every target, so it runs unchanged in NVIDIA's container,
-where the swaptron package is not installed.
+Self-contained on purpose (NumPy, Triton's stub module and swaptron/refusals.py only): `swaptron
+export` copies this file as the model's `model.py` for every target, with refusals.py beside it,
+so it runs unchanged in NVIDIA's container, where the swaptron package is not installed.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-
-SHOWN_CHARACTERS = 40  # of a bad name, in the error
+from refusals import identity_refusal, shown
 
 
 class RefusedError(ValueError):
@@ -40,11 +39,6 @@ def names(request: Any, input_name: str, rows: int) -> list[str | None]:
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
         found.append(text.strip())
     return found
-
-
-def shown(text: str) -> str:
-    """A name as an error quotes it: shortened, quoted."""
-    return repr(text[:SHOWN_CHARACTERS] + ("..." if len(text) > SHOWN_CHARACTERS else ""))
 
 
 class TritonPythonModel:
@@ -70,10 +64,10 @@ class TritonPythonModel:
         targets, largest = [], []
         for identity in names(request, self.identity_input, rows):
             identity = identity or self.default
-            if identity not in self.identities:
-                raise RefusedError(f"unknown {self.identity_input} {shown(identity)}; this server "
-                              f"swaps into {', '.join(self.identities)} (default "
-                              f"{self.default})")
+            refusal = identity_refusal(identity, self.identities, self.default,
+                                       self.identity_input)
+            if refusal is not None:
+                raise RefusedError(refusal)
             targets.append(self.identities.index(identity))
         for which in names(request, self.which_input, rows):
             which = which or self.face_choices[0]

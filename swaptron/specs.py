@@ -1,9 +1,10 @@
 """The contract of every model in the repository: model and tensor names, types and shapes.
 
 One source of truth: the ONNX export names its tensors from these specs, the `config.pbtxt`
-files and the ensemble's wiring are generated from them, and every other module (clients,
-benchmarks, training, tests) takes the names from here. A test checks that no tensor name is
-typed anywhere else.
+files and the ensembles' wiring (swaptron/wiring.py) are generated from them, and every other
+module (clients, benchmarks, training, tests) takes the names from here. A test checks that no
+tensor name is typed anywhere else. The workarounds for Triton 2.51 that shape some specs (the
+published copies, the selector's pass-through) are named in swaptron/triton_workarounds.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from swaptron.refusals import identity_refusal as identity_refusal
+from swaptron.triton_workarounds import PUBLISHED_SUFFIX as PUBLISHED_SUFFIX
+from swaptron.triton_workarounds import passed_through_selector, published
 
 # tensor names
 FRAME = "FRAME"
@@ -93,7 +98,6 @@ FRAME_LIMITS = {
                                "gRPC message carries (keep this target behind the gateway)"),
 }
 STRICTEST_FRAME_LIMITS = FRAME_LIMITS["python-ort"]
-PUBLISHED_SUFFIX = "_PUBLISHED"
 FACE_CHOICES = ("all", "largest")  # WHICH_FACES values, the default first
 # the words a stateful model's error starts with when it keeps no more streams; the client
 # recognises them and stops instead of failing every frame
@@ -121,11 +125,6 @@ class TensorSpec:
                 "STRING": np.object_}[self.triton_type]
 
 
-def published(tensor: TensorSpec) -> TensorSpec:
-    """The copy of an output that an ensemble publishes (see ModelSpec)."""
-    return TensorSpec(tensor.name + PUBLISHED_SUFFIX, tensor.triton_type, tensor.dims)
-
-
 @dataclass(frozen=True)
 class StateSpec:
     """One tensor of per-stream state: read before a frame, written after it (Triton's
@@ -146,11 +145,10 @@ class ModelSpec:
     """A network in the repository: its name and batched inputs and outputs.
 
     An output that the ensemble returns to clients and that also feeds a later step is emitted
-    twice: as itself, for the later step, and as an identical `<NAME>_PUBLISHED` copy that only
-    the ensemble output takes. Triton 2.51 prunes the steps a request does not need, but it drops
-    a requested output when every step consuming it is pruned (asking `faceswap` for FACES alone
-    failed with "unexpected deadlock"); a published copy feeds nothing, so it is never dropped.
-    The copies are listed in `outputs` after the network's own outputs.
+    twice (`publishes`): as itself, for the later step, and as an identical `<NAME>_PUBLISHED`
+    copy that only the ensemble output takes (a Triton 2.51 workaround: see
+    triton_workarounds.published). The copies are listed in `outputs` after the network's own
+    outputs.
 
     A stateful network (`states`) is served by Triton's sequence batcher: its graph also reads
     each state and RESET and writes the next states, none of which is a request tensor.
@@ -216,102 +214,6 @@ class ModelSpec:
         """Graph output names in order."""
         return [t.name for t in self.graph_outputs]
 
-    def copy_sources(self) -> list[int]:
-        """For each published copy, the position of the network output it copies."""
-        names = [t.name for t in self.network_outputs]
-        return [names.index(name) for name in self.publishes]
-
-
-@dataclass(frozen=True)
-class EnsembleStep:
-    """One step of the ensemble: model, and maps from its tensor names to ensemble tensors."""
-
-    model: str
-    input_map: dict[str, str]
-    output_map: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Step:
-    """A model in an ensemble; `sources` maps an input to the tensor it takes when that is not
-    the latest tensor of its own name (the checked ensemble scores SWAPPED as its FRAME)."""
-
-    model: ModelSpec
-    sources: tuple[tuple[str, str], ...] = ()
-
-    def source(self, name: str) -> str:
-        """The tensor name an input takes."""
-        return dict(self.sources).get(name, name)
-
-
-@dataclass(frozen=True)
-class EnsembleSpec:
-    """An ensemble: its steps in order, and its inputs and outputs (batch axis included)."""
-
-    name: str
-    steps: tuple[Step, ...]
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    def wiring(self) -> list[EnsembleStep]:
-        """The ensemble's steps, wired by name: each model input takes the latest tensor of
-        its source's name (an ensemble input or an earlier step's output). An ensemble output
-        comes from the last step that produces its name: directly when nothing later consumes
-        it, else through that step's published copy; every other output is an internal tensor
-        (the lower-case name, with the model's name appended when an earlier step already took
-        it). ValueError when an ensemble output feeds a later step and its model does not
-        publish a copy."""
-        public = {t.name for t in self.outputs}
-        last_producer = {step.model.ensemble_name(t.name): position
-                         for position, step in enumerate(self.steps)
-                         for t in step.model.network_outputs}
-        latest = {t.name: t.name for t in self.inputs}
-        taken = set(latest)
-        steps = []
-        for position, step in enumerate(self.steps):
-            spec = step.model
-            input_map = {t.name: latest[step.source(t.name)] for t in spec.inputs}
-            consumed_later = {later.source(t.name) for later in self.steps[position + 1:]
-                              for t in later.model.inputs}
-            output_map = {}
-            for tensor in spec.network_outputs:
-                name = spec.ensemble_name(tensor.name)
-                publish = name in public and last_producer[name] == position
-                direct = publish and name not in consumed_later
-                internal = name.lower()
-                if internal in taken:
-                    internal = f"{internal}_{spec.name}"
-                output_map[tensor.name] = name if direct else internal
-                latest[name] = output_map[tensor.name]
-                taken.add(latest[name])
-                if publish and not direct:
-                    if tensor.name not in spec.publishes:
-                        raise ValueError(f"{self.name}: {spec.name} must publish {name}, an "
-                                         "output that a later step also reads")
-                    output_map[tensor.name + PUBLISHED_SUFFIX] = name
-            steps.append(EnsembleStep(spec.name, input_map, output_map))
-        return steps
-
-    def config_steps(self) -> list[EnsembleStep]:
-        """The wired steps in the order the config lists them.
-
-        When a request asks for some outputs only, Triton 2.51 prunes the steps it does not
-        need, and charges an ensemble input that no kept step reads to the config's first step as
-        if that step had produced it: asking `faceswap` for FACES alone pruned the detector once
-        the selector (sole reader of IDENTITY and WHICH_FACES) was pruned ("unexpected
-        deadlock"). So the sole reader of an ensemble input is listed first: the charge then
-        falls on a step already pruned. ValueError when two steps are sole readers."""
-        steps = self.wiring()
-        inputs = {t.name for t in self.inputs}
-        readers = {name: sum(name in s.input_map.values() for s in steps) for name in inputs}
-        sole = [s for s in steps if any(readers.get(name) == 1 for name in s.input_map.values())]
-        if len(sole) > 1:
-            raise ValueError(f"{self.name}: {', '.join(s.model for s in sole)} each read an "
-                             "ensemble input alone; only one can be listed first")
-        first = sole[0] if sole else steps[0]
-        return [first, *(s for s in steps if s is not first)]
-
-
 def frame(name: str = FRAME) -> TensorSpec:
     """A BGR frame of any size."""
     return TensorSpec(name, "UINT8", (-1, -1, 3))
@@ -320,11 +222,6 @@ def frame(name: str = FRAME) -> TensorSpec:
 def steady(tensor: TensorSpec) -> TensorSpec:
     """The stabilizer's version of a tensor."""
     return TensorSpec(STEADY_PREFIX + tensor.name, tensor.triton_type, tensor.dims)
-
-
-def with_batch_axis(tensor: TensorSpec) -> TensorSpec:
-    """The tensor as a non-batching model declares it: the batch axis is a dim of its own."""
-    return TensorSpec(tensor.name, tensor.triton_type, (-1, *tensor.dims), tensor.optional)
 
 
 def model_specs(max_faces: int) -> dict[str, ModelSpec]:
@@ -345,11 +242,10 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
         ModelSpec(LANDMARKER, (frame(), faces, keypoints), (landmarks, presence),
                   "FaceMesh on eye-aligned crops: 468 landmarks per face in frame pixels",
                   publishes=(LANDMARKS,)),
-        # FACES passes through the selector so that the landmarker waits for it: when a step
-        # fails while another step of the same request runs, Triton 2.51 releases the request's
-        # inputs under the running step and the server dies (SIGSEGV in the Python backend,
-        # found with an unknown IDENTITY among concurrent requests)
-        ModelSpec(SELECTOR, (faces, *request_choices()), (target, largest_only, faces),
+        # FACES passes through the selector so that the landmarker waits for it (a Triton 2.51
+        # workaround: see triton_workarounds.passed_through_selector)
+        ModelSpec(SELECTOR, (*passed_through_selector(faces), *request_choices()),
+                  (target, largest_only, *passed_through_selector(faces)),
                   "the request's identity and faces to swap, named, as the swapper's indices "
                   "(INVALID_ARGUMENT naming the choices for an unknown one); FACES passes "
                   "through, so nothing else of the request runs when it refuses one",
@@ -387,69 +283,19 @@ def request_choices() -> tuple[TensorSpec, TensorSpec]:
             TensorSpec(WHICH_FACES, "STRING", (1,), optional=True))
 
 
-def ensemble(name: str, steps: tuple[Step, ...], outputs: tuple[TensorSpec, ...]
-             ) -> EnsembleSpec:
-    """An ensemble of FRAME in (and the request's choices when it swaps), the given outputs
-    out, batch axis included."""
-    choices = request_choices() if any(s.model.name == SELECTOR for s in steps) else ()
-    return EnsembleSpec(name, steps, tuple(with_batch_axis(t) for t in (frame(), *choices)),
-                        tuple(with_batch_axis(t) for t in outputs))
-
-
-def swap_outputs(specs: dict[str, ModelSpec], *extra: TensorSpec) -> tuple[TensorSpec, ...]:
-    """What a swapping ensemble returns: SWAPPED, FACES and LANDMARKS, then `extra`."""
-    return (frame(SWAPPED), specs[DETECTOR].network_outputs[0],
-            specs[LANDMARKER].network_outputs[0], *extra)
-
-
-def swap_steps(specs: dict[str, ModelSpec], stateful: bool) -> tuple[Step, ...]:
-    """detector -> selector -> landmarker -> swapper; a stream (stateful): tracker (the
-    detector on keyframes, the landmarker on every frame) -> selector -> stabilizer ->
-    swapper."""
-    names = ((TRACKER, SELECTOR, STABILIZER, SWAPPER) if stateful
-             else (DETECTOR, SELECTOR, LANDMARKER, SWAPPER))
-    return tuple(Step(specs[name]) for name in names)
-
-
-def faceswap_ensemble(max_faces: int, stateful: bool = False) -> EnsembleSpec:
-    """`faceswap`: detector -> landmarker -> swapper; FRAME in, SWAPPED, FACES, LANDMARKS out.
-    `faceswap_stream` (stateful): the stabilizer between landmarker and swapper, so FACES and
-    LANDMARKS are the stabilizer's; requests need a sequence id (one per video stream)."""
-    specs = model_specs(max_faces)
-    return ensemble(STREAM if stateful else ENSEMBLE, swap_steps(specs, stateful),
-                    swap_outputs(specs))
-
-
-def scan_ensemble(max_faces: int) -> EnsembleSpec:
-    """`scan`: detector -> landmarker -> forensics; FACES, LANDMARKS and FAKE_SCORE out."""
-    specs = model_specs(max_faces)
-    outputs = (specs[DETECTOR].network_outputs[0], specs[LANDMARKER].network_outputs[0],
-               specs[FORENSICS].network_outputs[0])
-    return ensemble(SCAN, tuple(Step(specs[name]) for name in (DETECTOR, LANDMARKER, FORENSICS)),
-                    outputs)
-
-
-def checked_ensemble(max_faces: int, stateful: bool = False) -> EnsembleSpec:
-    """`faceswap_checked` (`faceswap_stream_checked`): `faceswap` (`faceswap_stream`), then
-    `forensics` (a stream: `sampler`, which calls it every few frames) on the swapped frame
-    (with the landmarks of the original, which the swap keeps): the outputs of the swap plus
-    FAKE_SCORE of the result."""
-    specs = model_specs(max_faces)
-    scorer = SAMPLER if stateful else FORENSICS  # a stream's scores are sampled
-    steps = (*swap_steps(specs, stateful), Step(specs[scorer], ((FRAME, SWAPPED),)))
-    return ensemble(STREAM_CHECKED if stateful else CHECKED, steps,
-                    swap_outputs(specs, specs[FORENSICS].network_outputs[0]))
-
-
-def ensembles(max_faces: int, forensics: bool) -> list[EnsembleSpec]:
-    """The ensembles of a repository (the scan and checked ones when a detector is exported)."""
-    found = [faceswap_ensemble(max_faces), faceswap_ensemble(max_faces, stateful=True)]
-    if forensics:
-        found += [scan_ensemble(max_faces), checked_ensemble(max_faces),
-                  checked_ensemble(max_faces, stateful=True)]
-    return found
-
-
 def stateful_ensemble(name: str) -> bool:
     """True for the ensembles whose requests need a sequence id."""
     return name in (STREAM, STREAM_CHECKED)
+
+
+MOVED_TO_WIRING = ("ensembles",)  # re-exported for importers not switched to swaptron.wiring
+
+
+def __getattr__(name: str) -> object:
+    """A name that moved to swaptron.wiring (MOVED_TO_WIRING), for its old importers; loaded on
+    first use, since swaptron.wiring imports this module."""
+    if name in MOVED_TO_WIRING:
+        from swaptron import wiring
+
+        return getattr(wiring, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

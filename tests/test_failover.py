@@ -100,6 +100,18 @@ def test_a_killed_server_fails_its_stream_over_and_loses_no_frame_from_the_count
           f"{found['frames_failed']} failed of {found['frames_captured']}")
 
 
+def served_since(before: list[int], live: list[TritonServer], expected: int) -> list[int]:
+    """Each server's stream requests since `before`, read until they add up to `expected` (a
+    server counts a request in its statistics just after it answered it) or for 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        after = [stream_requests(server.grpc_url) for server in live]
+        served = [b - a for a, b in zip(before, after, strict=True)]
+        if sum(served) >= expected or time.monotonic() > deadline:
+            return served
+        time.sleep(0.2)
+
+
 async def short_streams(url: str, frame: np.ndarray, streams: int, frames: int) -> None:
     """`streams` streams one after the other on one channel (as the web gateway holds one),
     each a sequence of `frames` frames."""
@@ -132,8 +144,7 @@ def test_new_streams_spread_over_the_live_servers(servers: list[TritonServer],
     url = ",".join(server.grpc_url for server in live)
     before = [stream_requests(server.grpc_url) for server in live]
     asyncio.run(short_streams(url, megamind_frames[120], 3 * len(live), 3))
-    after = [stream_requests(server.grpc_url) for server in live]
-    served = [b - a for a, b in zip(before, after, strict=True)]
+    served = served_since(before, live, expected=9 * len(live))
     print(f"stream requests per live server: {served}")
     assert sum(served) == 9 * len(live)
     assert all(count % 3 == 0 for count in served), served  # each stream stayed on one server

@@ -21,9 +21,9 @@ from swaptron.specs import (
     RESET,
     STABILIZER,
     STREAM,
-    ensembles,
     model_specs,
 )
+from swaptron.wiring import ensembles
 
 from config_checks import check_ensemble
 

@@ -1,7 +1,7 @@
 """The web gateway: one page, and one websocket per browser session bridged to a Triton stream.
 
 aiohttp serves the page and the websocket on one port. Each session gets one bidirectional
-ModelStreamInfer stream (see session.py) on the gateway's one gRPC channel, whose round_robin
+ModelStreamInfer stream (see session.py) on the gateway's one gRPC connection, whose round_robin
 policy hands each new stream to the next live server of --url (several addresses, or a dns:///
 name), so sessions spread evenly over replicas and each stays on its own. The gateway has no
 route to Triton's HTTP API at all: the admin, repository and shared-memory APIs cannot be
@@ -29,10 +29,12 @@ from importlib import resources
 import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from swaptron.client.connection import Connection
+from swaptron.client.errors import CONNECTION_ERRORS, StreamError, first_line
 from swaptron.client.identities import served_identities
-from swaptron.client.infer import aio_client, open_channel, open_stub
-from swaptron.client.stream import CONNECTION_ERRORS, StreamError, StreamOptions, wait_ready
-from swaptron.specs import FACE_CHOICES, FACES, FAKE_SCORE, STREAM, STREAM_CHECKED, SWAPPED
+from swaptron.client.stream import answer_outputs
+from swaptron.client.transport import StreamOptions
+from swaptron.specs import FACE_CHOICES, STREAM, STREAM_CHECKED
 from swaptron.web.session import PageMessageError, PageSession, Send, SessionLimits
 
 LOG = logging.getLogger("swaptron.web")
@@ -97,8 +99,8 @@ class Gateway:
             self.app.router.add_get(f"/{script}", self.page)
         self.app.router.add_get("/ws", self.websocket)
         self.app.on_startup.append(self.discover)
-        self.app.on_cleanup.append(self.close_channel)
-        self.channel: grpc.aio.Channel | None = None
+        self.app.on_cleanup.append(self.close_connection)
+        self.connection: Connection | None = None
 
     @property
     def checked(self) -> bool:
@@ -107,23 +109,22 @@ class Gateway:
 
     async def discover(self, _app: web.Application) -> None:
         """Which stream ensemble to use, and the identities the server swaps into."""
-        async with aio_client(self.options.url) as client:
-            await wait_ready(client, STREAM, self.options.url, self.options.connect_timeout_s)
-            if self.options.model is None:
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    if await client.is_model_ready(STREAM_CHECKED, client_timeout=5.0):
-                        self.model = STREAM_CHECKED
-        self.channel = open_channel(self.options.url)
+        self.connection = connection = Connection.open(self.options.url)
+        await connection.wait_ready(STREAM, self.options.connect_timeout_s)
+        if self.options.model is None:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                if await connection.readiness(STREAM_CHECKED) is None:
+                    self.model = STREAM_CHECKED
         served = await asyncio.to_thread(served_identities, self.options.url)
         self.identities, self.default_identity = served.identities, served.default
         LOG.info("gateway on http://%s:%d streams through %s at %s (identities: %s)",
                  self.options.host, self.options.port, self.model, self.options.url,
                  ", ".join(self.identities))
 
-    async def close_channel(self, _app: web.Application) -> None:
+    async def close_connection(self, _app: web.Application) -> None:
         """Close the gRPC channel when the gateway stops."""
-        if self.channel is not None:
-            await self.channel.close()
+        if self.connection is not None:
+            await self.connection.close()
 
     async def page(self, request: web.Request) -> web.Response:
         """The page and its scripts (the only files served)."""
@@ -184,30 +185,26 @@ class Gateway:
                             release: Callable[[], None]) -> None:
         """Bridge a websocket to a Triton stream until either side ends; `release` frees the
         session's place as soon as the page is gone (its stream then drains and ends)."""
-        outputs = (SWAPPED, FACES, FAKE_SCORE) if self.checked else (SWAPPED, FACES)
-        options = StreamOptions(url=self.options.url, model=self.model, outputs=outputs)
-        session = PageSession(options, self.options.limits, self.sender(socket),
+        options = StreamOptions(url=self.options.url, model=self.model,
+                                outputs=answer_outputs(self.model))
+        session = PageSession(self.connection,  # type: ignore[arg-type]  (opened at startup)
+                              options, self.options.limits, self.sender(socket),
                               self.identities)
         await socket.send_str(json.dumps({
             "type": "hello", "identities": self.identities, "default": self.default_identity,
             "faces": list(FACE_CHOICES), "checked": self.checked, "model": self.model,
             "max_fps": self.options.limits.max_fps,
             "max_inflight": self.options.limits.max_inflight}))
-        writer = asyncio.create_task(session.write())
-        async with aio_client(self.options.url) as client:
-            stub = open_stub(self.channel)  # type: ignore[arg-type]  (opened at startup)
-            stream = asyncio.create_task(session.streamer.sessions(client, stub))
-            try:
-                await self.read_page(socket, session, stream)
-            finally:
-                release()
-                await session.finish()
-                with contextlib.suppress(asyncio.TimeoutError, StreamError, *CONNECTION_ERRORS):
-                    await asyncio.wait_for(stream, 15.0)
-                stream.cancel()
-                await asyncio.sleep(0)  # let the last outcomes reach the outbox
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
+        stream = asyncio.create_task(session.run())
+        try:
+            await self.read_page(socket, session, stream)
+        finally:
+            release()
+            await session.finish()
+            with contextlib.suppress(asyncio.TimeoutError, StreamError, *CONNECTION_ERRORS):
+                await asyncio.wait_for(stream, 15.0)
+            stream.cancel()
+            await asyncio.gather(stream, return_exceptions=True)
 
     def sender(self, socket: web.WebSocketResponse) -> Send:
         """Send to the page; a page that went away is not an error."""
@@ -259,7 +256,7 @@ class Gateway:
         error = stream.exception()
         if error is None:
             return
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         if isinstance(error, grpc.RpcError | StreamError | ConnectionError):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await socket.send_str(json.dumps({"type": "refused", "message": reason}))

@@ -1,10 +1,10 @@
 """One browser session: JPEG frames from a websocket into a Triton stream, swapped JPEGs back.
 
-A session is the client's `Streamer` without its capture loop. The websocket handler decodes each
-frame and offers it to the streamer's one-frame mailbox: a newer frame replaces one still waiting
-(the page is told that one dropped). The streamer's pipelined sender keeps a bounded window in
-flight on one grpc.aio stream with the session's own sequence id, and ends the sequence when the
-session ends, so the server frees the stream's state at once. Each answer goes back to the page
+A session drives the client's transport core (client/transport.py) as `swaptron stream` does. The
+websocket handler decodes each frame and offers it to the transport: a newer frame replaces one
+still waiting (the page is told that one dropped). The transport keeps a bounded window in flight
+on one stream with the session's own sequence id, and ends the sequence when the session ends,
+so the server frees the stream's state at once. Each answer goes back to the page
 with the page's own capture time, so the page measures glass to glass.
 
 Wire format (the page's app.js speaks the same):
@@ -30,16 +30,17 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from swaptron.client.connection import Connection
 from swaptron.client.infer import SwapChoices
-from swaptron.client.metrics import StreamMetrics
 from swaptron.client.sources import Captured
-from swaptron.client.stream import Delivery, Streamer, StreamOptions, frame_fake_score
+from swaptron.client.transport import Outcome, StreamOptions, Transport, frame_fake_score
 from swaptron.specs import (
     FACE_CHOICES,
     FACES,
     FAKE_SCORE,
     STRICTEST_FRAME_LIMITS,
     SWAPPED,
+    identity_refusal,
 )
 
 TIMESTAMP = struct.Struct("<d")
@@ -162,39 +163,17 @@ class RateCap:
 Send = Callable[[bytes | str], Awaitable[None]]
 
 
-class PageDelivery(Delivery):
-    """Delivery of answers back to the page: each outcome goes to an outbox the session's
-    writer drains (encoding happens off the event loop)."""
-
-    def __init__(self, metrics: StreamMetrics, outbox: asyncio.Queue[tuple[str, Captured,
-                                                                          object]]) -> None:
-        super().__init__(metrics, None, None, None)
-        self.outbox = outbox
-
-    def received(self, item: Captured, tensors: dict[str, np.ndarray]) -> None:
-        """A swapped frame came back."""
-        super().received(item, tensors)
-        self.outbox.put_nowait(("received", item, tensors))
-
-    def lost(self, item: Captured, status: str, error: str | None = None) -> None:
-        """A frame was dropped (a newer one replaced it) or failed."""
-        super().lost(item, status, error)
-        self.outbox.put_nowait((status, item, error))
-
-
 class PageSession:
-    """One websocket's stream: frames in, answers out, counted."""
+    """One websocket's stream: frames in through the transport core, outcomes back to the
+    page."""
 
-    def __init__(self, options: StreamOptions, limits: SessionLimits, send: Send,
-                 identities: list[str]) -> None:
+    def __init__(self, connection: Connection, options: StreamOptions, limits: SessionLimits,
+                 send: Send, identities: list[str]) -> None:
         self.limits = limits
         self.send = send
         self.identities = identities
-        self.outbox: asyncio.Queue[tuple[str, Captured, object]] = asyncio.Queue()
-        self.metrics = StreamMetrics(origin=time.monotonic())
-        self.streamer = Streamer(None, replace(options, max_inflight=limits.max_inflight,
-                                               live=False),
-                                 PageDelivery(self.metrics, self.outbox))
+        self.transport = Transport(connection, replace(options, max_inflight=limits.max_inflight,
+                                                       live=False))
         self.page_times: dict[int, float] = {}
         self.rate = RateCap(limits.max_fps)
         self.next_index = 0
@@ -203,17 +182,18 @@ class PageSession:
         """Apply a page's identity and face choice to the next frames; PageMessageError naming an
         unknown one."""
         identity, faces = message.get("identity"), message.get("faces")
-        if identity is not None and identity not in self.identities:
-            raise PageMessageError(f"unknown identity {identity!r}; the server has "
-                               f"{', '.join(self.identities)}")
+        refusal = None if identity is None else identity_refusal(str(identity), self.identities,
+                                                                  None)
+        if refusal is not None:
+            raise PageMessageError(refusal)
         if faces is not None and faces not in FACE_CHOICES:
             raise PageMessageError(f"unknown faces {faces!r}; choose {' or '.join(FACE_CHOICES)}")
-        choices = SwapChoices(identity if isinstance(identity, str) else None,
-                              faces if isinstance(faces, str) else None)
-        self.streamer.options = replace(self.streamer.options, choices=choices)
+        self.transport.choose(SwapChoices(identity if isinstance(identity, str) else None,
+                                          faces if isinstance(faces, str) else None))
 
     async def frame(self, message: bytes) -> None:
-        """A page frame: refused over the rate cap or when malformed, else into the mailbox."""
+        """A page frame: refused over the rate cap or when malformed, else offered to the
+        stream (a frame still waiting is dropped for it)."""
         if not self.rate.allow():
             page_time = TIMESTAMP.unpack_from(message)[0] if len(message) >= 8 else None
             await self.send(json.dumps({"type": "dropped", "t": page_time,
@@ -224,28 +204,35 @@ class PageSession:
         item = Captured(self.next_index, image, time.monotonic())
         self.next_index += 1
         self.page_times[item.index] = page_time
-        self.streamer.delivery.captured(item)
-        replaced = await self.streamer.mailbox.offer(item)
-        if replaced is not None:
-            self.streamer.delivery.lost(replaced, "dropped")
+        await self.transport.offer(item)
 
-    async def write(self) -> None:
-        """Send each outcome to the page, in the order they happened."""
-        while True:
-            status, item, detail = await self.outbox.get()
-            page_time = self.page_times.pop(item.index, None)
-            if status == "received":
-                frame = self.metrics.frames.pop(item.index)
-                timing = {"wait": round((frame.send - frame.capture) * 1000, 1),
-                          "triton": round((frame.receive - frame.send) * 1000, 1)}
-                answer = await asyncio.to_thread(encode_answer, page_time, detail,
+    async def run(self) -> None:
+        """Stream until the page leaves or the stream ends, sending each outcome to the page in
+        the order it happened; StreamError when the server refuses or cannot be reached."""
+        async for outcome in self.transport.answers():
+            await self.deliver(outcome)
+
+    async def deliver(self, outcome: Outcome) -> None:
+        """One frame's outcome to the page: the swapped JPEG, or why it has none."""
+        index = outcome.item.index
+        page_time = self.page_times.pop(index, None)
+        self.transport.metrics.forget(index)
+        if outcome.status == "received":
+            timing = {"wait": round((outcome.timing.send - outcome.timing.capture) * 1000, 1),
+                      "triton": round((outcome.timing.receive - outcome.timing.send) * 1000, 1)}
+            try:
+                answer = await asyncio.to_thread(encode_answer, page_time, outcome.tensors,
                                                  self.limits.jpeg_quality, timing)
-                await self.send(answer)
-            else:
-                self.metrics.frames.pop(item.index, None)
-                await self.send(json.dumps({"type": status, "t": page_time, "error": detail}))
+            except PageMessageError as error:
+                await self.send(json.dumps({"type": "failed", "t": page_time,
+                                            "error": str(error)}))
+                return
+            await self.send(answer)
+        else:
+            await self.send(json.dumps({"type": outcome.status, "t": page_time,
+                                        "error": outcome.error}))
 
     async def finish(self) -> None:
         """The page left: stop taking frames, let what is in flight end, end the sequence."""
-        self.streamer.stopping.set()
-        await self.streamer.mailbox.close()
+        self.transport.stop()
+        await self.transport.end()

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
+from swaptron.client.connection import Connection
+from swaptron.client.errors import StreamError
 from swaptron.client.metrics import StreamMetrics
 from swaptron.client.sources import Captured
-from swaptron.client.stream import Delivery, Streamer, StreamError, StreamOptions
+from swaptron.client.transport import StreamOptions, Transport
 from swaptron.specs import ENSEMBLE, STREAM, STREAM_LIMIT_ERROR, SWAPPED
 
 FRAME_SHAPE = (4, 6, 3)
@@ -34,7 +36,19 @@ def answer(request: service_pb2.ModelInferRequest, error: str | None
     return response
 
 
-class ReorderingStream:
+class ReadyServer:
+    """The readiness calls of a server that is up with every model loaded."""
+
+    async def ServerReady(self, _request: object, timeout: float | None = None  # noqa: N802
+                          ) -> service_pb2.ServerReadyResponse:
+        return service_pb2.ServerReadyResponse(ready=True)
+
+    async def ModelReady(self, _request: object, timeout: float | None = None  # noqa: N802
+                         ) -> service_pb2.ModelReadyResponse:
+        return service_pb2.ModelReadyResponse(ready=True)
+
+
+class ReorderingStream(ReadyServer):
     """Answers once `window` requests are in: the failing ones first, then the rest in reverse
     order (as a fast refusal overtakes slow frames on a real server)."""
 
@@ -60,7 +74,7 @@ class ReorderingStream:
             yield answer(held, "refused" if held.id in self.failing else None)
 
 
-class RecordingStream:
+class RecordingStream(ReadyServer):
     """Answers every request at once and keeps them; refuses all with `error` when given."""
 
     def __init__(self, error: str | None = None) -> None:
@@ -81,21 +95,24 @@ class RecordingStream:
 
 async def run_stream(stub: ReorderingStream | RecordingStream, frames: int, window: int,
                      model: str = ENSEMBLE) -> StreamMetrics:
-    """Stream `frames` frames through the streamer's pipelined session on the stand-in."""
-    metrics = StreamMetrics(origin=time.monotonic())
+    """Stream `frames` frames through the transport core on the stand-in, as an unpaced source
+    does; every outcome must match the accounting."""
     options = StreamOptions(model=model, max_inflight=window, outputs=(SWAPPED,))
-    streamer = Streamer(source=None, options=options,  # type: ignore[arg-type]
-                        delivery=Delivery(metrics, None, None, None))
+    transport = Transport(Connection("stand-in", stub), options)  # type: ignore[arg-type]
 
     async def feed() -> None:
         for index in range(frames):
-            item = Captured(index, np.full(FRAME_SHAPE, index, np.uint8), time.monotonic())
-            streamer.delivery.captured(item)
-            await streamer.mailbox.wait_wanted()
-            await streamer.mailbox.put(item)
-        await streamer.mailbox.close()
+            await transport.wanted()
+            await transport.put(Captured(index, np.full(FRAME_SHAPE, index, np.uint8),
+                                         time.monotonic()))
+        await transport.end()
 
-    await asyncio.gather(feed(), streamer.pipelined(stub))  # type: ignore[arg-type]
+    async def read() -> list[tuple[int, str]]:
+        return [(outcome.item.index, outcome.status) async for outcome in transport.answers()]
+
+    _, outcomes = await asyncio.gather(feed(), read())
+    metrics = transport.metrics
+    assert sorted(outcomes) == [(index, metrics.frames[index].status) for index in range(frames)]
     return metrics
 
 
@@ -137,3 +154,42 @@ def test_a_refused_stream_stops_with_the_servers_reason() -> None:
     refusal = f"stabilizer: {STREAM_LIMIT_ERROR} (32 streams are live, ...)"
     with pytest.raises(StreamError, match="refused this stream"):
         asyncio.run(run_stream(RecordingStream(refusal), frames=3, window=1, model=STREAM))
+
+
+def test_a_waiting_frame_is_dropped_for_a_newer_one_and_told() -> None:
+    async def scenario() -> list[tuple[int, str]]:
+        transport = Transport(Connection("stand-in", RecordingStream()),  # type: ignore[arg-type]
+                              StreamOptions(model=ENSEMBLE, max_inflight=1, outputs=(SWAPPED,)))
+        for index in range(3):
+            await transport.offer(Captured(index, np.zeros(FRAME_SHAPE, np.uint8),
+                                           time.monotonic()))
+        await transport.end()
+        return [(outcome.item.index, outcome.status) async for outcome in transport.answers()]
+
+    assert asyncio.run(scenario()) == [(0, "dropped"), (1, "dropped"), (2, "received")]
+
+
+class SlowToLoad(RecordingStream):
+    """A server whose model becomes ready on the third readiness call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def ModelReady(self, _request: object, timeout: float | None = None  # noqa: N802
+                         ) -> service_pb2.ModelReadyResponse:
+        self.calls.append("ready?")
+        return service_pb2.ModelReadyResponse(ready=self.calls.count("ready?") >= 3)
+
+    async def respond(self, requests: AsyncIterator[service_pb2.ModelInferRequest]
+                      ) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
+        self.calls.append("stream")
+        async for response in super().respond(requests):
+            yield response
+
+
+def test_readiness_is_waited_for_on_the_connection_that_streams() -> None:
+    stub = SlowToLoad()
+    metrics = asyncio.run(run_stream(stub, frames=2, window=1))
+    assert [t.status for t in metrics.frames.values()] == ["received"] * 2
+    assert stub.calls == ["ready?", "ready?", "ready?", "stream"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from swaptron.assets import CHECKOUT
 from swaptron.cli import build_parser
+from swaptron.export.build import PYTHON_MODULES, SIDE_MODULES, module_source
 from swaptron.export.cli import MAX_BATCH_VARIABLE, MAX_FRAME_VARIABLE
 from swaptron.export.repository import ServingOptions, ensemble_config, model_config, render
 from swaptron.export.tensorrt import BatchRange, ProfileOptions, batch_range
@@ -22,7 +25,6 @@ from swaptron.specs import (
     LANDMARKER,
     LANDMARKS,
     PRESENCE,
-    PUBLISHED_SUFFIX,
     RESET,
     SELECTOR,
     STABILIZER,
@@ -31,13 +33,11 @@ from swaptron.specs import (
     SWAPPER,
     TARGETS,
     TRACKER,
-    EnsembleSpec,
-    Step,
-    ensembles,
-    faceswap_ensemble,
     model_specs,
 )
 from swaptron.specs import steady as steady_version
+from swaptron.triton_workarounds import PUBLISHED_SUFFIX
+from swaptron.wiring import EnsembleSpec, Step, ensembles, faceswap_ensemble
 
 from config_checks import check_ensemble
 
@@ -245,3 +245,28 @@ def test_profiles_outside_the_frame_limits_are_refused() -> None:
                     {"opt_frame": (1080, 1920), "max_frame": (1080, 1080)}):
         with pytest.raises(ValueError, match="frame"):
             ProfileOptions(**options)  # type: ignore[arg-type]
+
+
+def top_level_imports(source: str) -> set[str]:
+    """The top-level names a module's source imports."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_each_python_model_imports_only_what_the_export_puts_beside_it() -> None:
+    """The Python models run in NVIDIA's container, which has no swaptron package: each imports
+    the standard library, NumPy, Triton's stub module and the side modules copied beside it (by
+    their file names), which import nothing else."""
+    allowed = {*sys.stdlib_module_names, "numpy", "triton_python_backend_utils"}
+    for model, module in PYTHON_MODULES.items():
+        sides = SIDE_MODULES.get(model, ())
+        beside = {side.rsplit(".", 1)[1] for side in sides}
+        assert top_level_imports(module_source(module)) <= allowed | beside, model
+        for side in sides:
+            assert top_level_imports(module_source(side)) <= allowed, side
+    assert "swaptron.refusals" in SIDE_MODULES[SELECTOR]  # its identity refusal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from grpc.aio import AioRpcError, Metadata
 
-from swaptron.client.stream import is_connection_error
+from swaptron.client.errors import is_connection_error
 
 
 def rpc_error(code: grpc.StatusCode, details: str) -> AioRpcError:

@@ -4,10 +4,13 @@ outside the specs."""
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from swaptron.triton_workarounds import WORKAROUNDS
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {  # folder -> package
@@ -15,7 +18,10 @@ PACKAGES = {  # folder -> package
     "training": "swaptron.training", "server": "swaptron.server", "client": "swaptron.client",
     "benchmarks": "swaptron.benchmarks", "web": "swaptron.web",
 }
-BASE = {"swaptron.arguments", "swaptron.assets", "swaptron.specs", "swaptron.weights"}
+# the contract (specs, with the refusal words it shares with the selector), the ensembles'
+# wiring and the Triton workarounds both build on, and the shared helpers
+BASE = {"swaptron.arguments", "swaptron.assets", "swaptron.specs", "swaptron.weights",
+        "swaptron.refusals", "swaptron.triton_workarounds", "swaptron.wiring"}
 # what each layer may import from swaptron (besides its own package)
 ALLOWED = {
     "swaptron.networks": BASE,
@@ -92,6 +98,27 @@ def test_the_rules_refuse_upward_and_sideways_imports() -> None:
     assert not allowed("swaptron.client.stream", "swaptron.networks.swapper")
     assert allowed("swaptron.export.build", "swaptron.networks.pipeline")
     assert allowed("swaptron.benchmarks.bench", "swaptron.export.build")
+    assert not allowed("swaptron.wiring", "swaptron.export.repository")
+    assert not allowed("swaptron.triton_workarounds", "swaptron.server.ort_model")
+    assert allowed("swaptron.export.repository", "swaptron.wiring")
+    assert allowed("swaptron.server.ort_checks", "swaptron.specs")
+
+
+def test_the_new_modules_are_under_the_rules() -> None:
+    known = modules()
+    assert {"swaptron.wiring", "swaptron.triton_workarounds", "swaptron.refusals"} <= set(known)
+    assert {"swaptron.wiring", "swaptron.triton_workarounds", "swaptron.refusals"} <= BASE
+
+
+def test_each_triton_workaround_names_its_version_its_fault_and_tests_that_exist() -> None:
+    for item in WORKAROUNDS:
+        doc = inspect.getdoc(item) or ""
+        assert "tritonserver 2.51 (nvidia-pytriton 0.7.0)" in doc, item.__name__
+        assert "Without it:" in doc and "Proved by" in doc, item.__name__
+        proofs = re.findall(r"(tests/[\w/]+\.py)::(test_\w+)", doc)
+        assert proofs, item.__name__
+        for file, name in proofs:
+            assert f"def {name}(" in (ROOT / file).read_text(), (item.__name__, file, name)
 
 
 def test_what_the_stubs_import_loads_no_grpc_protobuf_or_torch() -> None:

@@ -6,8 +6,8 @@ import asyncio
 
 import numpy as np
 
+from swaptron.client.mailbox import Mailbox
 from swaptron.client.sources import Captured
-from swaptron.client.stream import Mailbox
 
 
 def item(index: int) -> Captured:

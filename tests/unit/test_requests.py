@@ -6,7 +6,7 @@ import numpy as np
 
 from swaptron.client.infer import SequenceFlags, ShmPlace, SwapChoices, frame_request
 from swaptron.client.stream import refused_stream
-from swaptron.specs import FRAME, IDENTITY, STREAM, SWAPPED, WHICH_FACES
+from swaptron.specs import FRAME, IDENTITY, STREAM, SWAPPED, WHICH_FACES, identity_refusal
 
 FRAME_PIXELS = np.zeros((4, 6, 3), np.uint8)
 
@@ -45,3 +45,14 @@ def test_an_unknown_identity_ends_the_stream_with_the_servers_words() -> None:
     assert refused is not None and "unknown IDENTITY 'zed'" in str(refused)
     assert refused_stream("unknown WHICH_FACES 'x'; choose all or largest") is not None
     assert refused_stream("FRAME is 0x0 pixels") is None  # one bad frame: the stream goes on
+
+
+def test_an_unknown_identity_is_refused_in_the_contracts_words() -> None:
+    served = ("a", "b")
+    assert identity_refusal("a", served, "b", IDENTITY) is None
+    assert identity_refusal("zed", served, "b", IDENTITY) == (
+        "unknown IDENTITY 'zed'; this server swaps into a, b (default b)")
+    assert identity_refusal("zed", served, None) == (
+        "unknown identity 'zed'; this server swaps into a, b")
+    long = identity_refusal("x" * 5000, served, "b")
+    assert long is not None and "'" + "x" * 40 + "...'" in long and len(long) < 120

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
-from tritonclient.utils import InferenceServerException
 
+from swaptron.client.connection import Connection
 from swaptron.client.shm import ShmError, ShmRing
 
 
-class RefusingClient:
-    """Answers a registration as Triton 2.51 does (its error text, verbatim)."""
+class RefusingServer:
+    """Answers a registration as Triton 2.51 does over gRPC (its error text, verbatim)."""
 
     def __init__(self, message: str) -> None:
         self.message = message
 
-    async def register_system_shared_memory(self, *_args: object, **_kwargs: object) -> None:
-        raise InferenceServerException(msg=self.message, status="StatusCode.INTERNAL")
+    async def SystemSharedMemoryRegister(self, *_args: object,  # noqa: N802
+                                         **_kwargs: object) -> None:
+        raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(),
+                                   grpc.aio.Metadata(), details=self.message)
+
+
+def refusing(message: str) -> Connection:
+    """A connection to a server that refuses registrations with `message`."""
+    return Connection("stand-in", RefusingServer(message))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("answer", "expected"), [
@@ -26,12 +34,12 @@ class RefusingClient:
      "without the admin key"),
 ])
 def test_a_refused_registration_says_why(answer: str, expected: str) -> None:
-    ring = ShmRing(RefusingClient(answer), 1)  # type: ignore[arg-type]
+    ring = ShmRing(refusing(answer), 1)
     with pytest.raises(ShmError, match=expected):
         asyncio.run(ring.register("swaptron_1_in0", 64))
 
 
 def test_other_errors_pass_through() -> None:
-    ring = ShmRing(RefusingClient("something else"), 1)  # type: ignore[arg-type]
-    with pytest.raises(InferenceServerException, match="something else"):
+    ring = ShmRing(refusing("something else"), 1)
+    with pytest.raises(grpc.RpcError, match="something else"):
         asyncio.run(ring.register("swaptron_1_in0", 64))
