@@ -17,17 +17,22 @@ import swaptron.specs
 import swaptron.triton_workarounds
 from swaptron import assets
 from swaptron.export import onnx_export, tensorrt, tensorrt_check
+from swaptron.export.dfm_serving import ServedDfm, routes, write_dfm_models
 from swaptron.export.repository import (
     ServingOptions,
     ensemble_config,
     model_config,
+    parse_config,
     write_if_changed,
     write_model_folder,
 )
 from swaptron.networks.geometry import GraphOptions
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
 from swaptron.specs import (
+    DEFAULT_MORPH,
     DETECTOR,
+    DFM_PREFIX,
+    DFM_ROUTER,
     FACE_CHOICES,
     FAKE_SCORE,
     FORENSICS,
@@ -62,12 +67,14 @@ class ExportReport:
 
 PYTHON_MODULES = {SELECTOR: "swaptron.server.selector_model",
                   TRACKER: "swaptron.server.tracker_model",
-                  SAMPLER: "swaptron.server.sampler_model"}  # copied as their model.py
+                  SAMPLER: "swaptron.server.sampler_model",
+                  DFM_ROUTER: "swaptron.server.dfm_router_model"}  # copied as their model.py
 # copied beside a Python model's model.py, as <last part of the name>.py (self-contained modules
 # the model imports by that name: the Python backend puts the model's folder on sys.path)
 SIDE_MODULES = {SELECTOR: ("swaptron.refusals",),
                 TRACKER: ("swaptron.server.stream_side",),
-                SAMPLER: ("swaptron.server.stream_side",)}
+                SAMPLER: ("swaptron.server.stream_side",),
+                DFM_ROUTER: ("swaptron.server.stream_side",)}
 
 
 class ExportError(RuntimeError):
@@ -125,10 +132,14 @@ def graph_options(target: str, fp16: bool) -> GraphOptions:
 
 def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions, output: Path,
                       *, force: bool = False, profiles: tensorrt.ProfileOptions | None = None,
-                      progress: Callable[[str], None] = print) -> ExportReport:
+                      progress: Callable[[str], None] = print,
+                      dfms: tuple[ServedDfm, ...] = (), default_identity: str | None = None
+                      ) -> ExportReport:
     """Write ONNX graphs and configs for every model and the ensemble; skip what is current.
 
     The graph variant follows the target (graph_options); `pipeline_options.graph` is ignored.
+    `dfms` (checked by dfm_serving.load_dfms) are served as identities after our decoders;
+    `default_identity` names the default among all of them (None: our own default).
     """
     started = time.monotonic()
     profiles = profiles or tensorrt.ProfileOptions()
@@ -136,7 +147,8 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
                                graph=graph_options(serving.target, profiles.fp16))
     report = ExportReport(repository=output)
     forensics = pipeline_options.detector_file() is not None
-    specs = {name: spec for name, spec in model_specs(pipeline_options.max_faces).items()
+    specs = {name: spec for name, spec in model_specs(pipeline_options.max_faces,
+                                                      bool(dfms)).items()
              if forensics or name not in (FORENSICS, SAMPLER)}
     try:
         pipeline = build_pipeline(pipeline_options)
@@ -152,30 +164,37 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
     identities = len(pipeline.swapper.identities)
     tensors[TARGET] = (np.arange(len(frames)) % identities).astype(np.int32).reshape(-1, 1)
     files = source_files(pipeline_options)
+    facts = {SELECTOR: selector_facts(pipeline, dfms, default_identity),
+             TRACKER: tracker_facts(specs, serving), SAMPLER: sampler_facts(serving)}
+    if forensics:
+        facts[FORENSICS] = detector_facts(pipeline_options)
+    if dfms:
+        facts[DFM_ROUTER] = {"routes": routes(list(dfms), identities,
+                                              pipeline_options.max_faces)}
     for spec in specs.values():
         if spec.graph:
             export_model(pipeline, spec, tensors, output, pipeline_options, files, force,
                          report, progress)
         warmup = None if spec.states or not spec.graph else {
             name: tensors[name][:1] for name in spec.input_names()}
-        facts = (detector_facts(pipeline_options) if spec.name == FORENSICS
-                 else selector_facts(pipeline) if spec.name == SELECTOR
-                 else tracker_facts(specs, serving) if spec.name == TRACKER
-                 else sampler_facts(serving) if spec.name == SAMPLER else None)
-        write_model_folder(output, model_config(spec, serving, warmup, facts), serving.target,
+        write_model_folder(output, model_config(spec, serving, warmup, facts.get(spec.name)),
+                           serving.target,
                            warmup, None if spec.graph else module_source(PYTHON_MODULES[spec.name]))
         for side in SIDE_MODULES.get(spec.name, ()):
             write_if_changed(output / spec.name / "1" / f"{side.rsplit('.', 1)[1]}.py",
                              module_source(side))
-    for ensemble in ensembles(pipeline_options.max_faces, forensics):
+    served = write_dfm_models(list(dfms), pipeline_options.max_faces, serving, output, tensors,
+                              progress) if dfms else []
+    wired = ensembles(pipeline_options.max_faces, forensics, bool(dfms))
+    for ensemble in wired:
         write_model_folder(output, ensemble_config(ensemble), serving.target, None)
-    remove_stale(output, {*specs, *(e.name for e in ensembles(pipeline_options.max_faces,
-                                                             forensics))},
+    remove_stale(output, {*specs, *(s.name for s in served), *(e.name for e in wired)},
                  pipeline_options.max_faces, progress)
-    graphs = [spec for spec in specs.values() if spec.graph]
+    graphs = [spec for spec in specs.values() if spec.graph] + served
     check_tensorrt(graphs, output, serving.target, progress)
     if serving.target == "tensorrt":
-        batches = {spec.name: tensorrt.batch_range(model_config(spec, serving, None))
+        batches = {spec.name: tensorrt.batch_range(parse_config(output / spec.name /
+                                                                "config.pbtxt"))
                    for spec in graphs}
         report = prepare_engines(graphs, output, profiles, batches, report, progress)
     progress(f"repository {output} ready ({serving.target}) in "
@@ -183,11 +202,24 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
     return report
 
 
-def selector_facts(pipeline: Pipeline) -> dict[str, str]:
-    """What the selector maps and what clients list: the identities in decoder order, the
-    default, and the WHICH_FACES choices (the default first)."""
-    return {"identities": ",".join(pipeline.swapper.identities),
-            "default_identity": pipeline.swapper.default, "face_choices": ",".join(FACE_CHOICES)}
+def selector_facts(pipeline: Pipeline, dfms: tuple[ServedDfm, ...] = (),
+                   default_identity: str | None = None) -> dict[str, str]:
+    """What the selector maps and what clients list: the identities in decoder order (then the
+    DFMs), the default, the WHICH_FACES choices (the default first) and, with DFMs, the morph
+    value a frame without MORPH gets."""
+    names = (*pipeline.swapper.identities, *(dfm.name for dfm in dfms))
+    taken = sorted({dfm.name for dfm in dfms} & set(pipeline.swapper.identities))
+    if taken:
+        raise ExportError(f"DFM identity names {', '.join(taken)} are our own identities' too; "
+                          "name the DFMs PATH:NAME")
+    default = default_identity or pipeline.swapper.default
+    if default not in names:
+        raise ExportError(f"default identity {default!r} is not served ({', '.join(names)})")
+    facts = {"identities": ",".join(names), "default_identity": default,
+             "face_choices": ",".join(FACE_CHOICES)}
+    if dfms:
+        facts["default_morph"] = str(DEFAULT_MORPH)
+    return facts
 
 
 def tracker_facts(specs: dict[str, ModelSpec], serving: ServingOptions) -> dict[str, str]:
@@ -239,7 +271,8 @@ def remove_stale(output: Path, models: set[str], max_faces: int,
     """Delete the folders of our own models that this export no longer writes (the forensics
     model and its ensembles after an export without a detector), so the server does not load
     a stale model. Folders of other models are left alone."""
-    ours = {*model_specs(max_faces), *(e.name for e in ensembles(max_faces, True))}
+    ours = {*model_specs(max_faces, True), *(e.name for e in ensembles(max_faces, True))}
+    ours |= {folder.name for folder in output.glob(f"{DFM_PREFIX}*")}  # served DFMs' models
     for name in sorted(ours - models):
         if (output / name / "config.pbtxt").is_file():
             shutil.rmtree(output / name)

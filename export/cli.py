@@ -98,14 +98,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "they hold grows with it and with --max-batch-size (the export "
                              f"prints an estimate) (default: ${MAX_FRAME_VARIABLE}, else "
                              f"{DEFAULT_MAX_FRAME})")
+    parser.add_argument("--dfm", action="append", default=[], metavar="PATH[:NAME]",
+                        help="serve a DFM face-swap model (DeepFaceLab/DeepFaceLive .dfm) as the "
+                             "identity NAME (default: the file's stem) beside our own; "
+                             "repeatable; --identity may name one as the default (docs/dfm.md)")
     parser.add_argument("--force", action="store_true", help="re-export even if up to date")
 
 
 def run(args: argparse.Namespace) -> int:
     """Export the repository; one line per step."""
     from swaptron.export.build import ExportError, export_repository
+    from swaptron.export.dfm_serving import load_dfms
     from swaptron.export.repository import ServingOptions
     from swaptron.export.tensorrt import ProfileOptions
+    from swaptron.networks.dfm import DfmError
     from swaptron.networks.pipeline import PipelineOptions
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -113,8 +119,15 @@ def run(args: argparse.Namespace) -> int:
         print("error: --max-faces must be at least 1")
         return 2
     detector = {None: "default", "none": None}.get(args.detector, args.detector)
+    try:
+        dfms = tuple(load_dfms(args.dfm, (), args.target)) if args.dfm else ()
+    except DfmError as error:
+        print(f"error: {error}")
+        return 2
+    dfm_default = args.identity if args.identity in {dfm.name for dfm in dfms} else None
     pipeline = PipelineOptions(max_faces=args.max_faces, weights=args.weights,
-                               identity=args.identity, face_size=args.face_size,
+                               identity=None if dfm_default else args.identity,
+                               face_size=args.face_size,
                                detector=detector, face_detector=args.face_detector)
     serving = ServingOptions(target=args.target, max_batch_size=args.max_batch_size,
                              dynamic_batching=not args.no_dynamic_batching,
@@ -129,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         tuned = args.opt_frame or tuple(min(side, most) for side, most in zip(
             ProfileOptions().opt_frame, args.max_frame, strict=True))
         profiles = ProfileOptions(opt_frame=tuned, max_frame=args.max_frame, fp16=args.fp16)
-        export_repository(pipeline, serving, output, force=args.force, profiles=profiles)
+        export_repository(pipeline, serving, output, force=args.force, profiles=profiles,
+                          dfms=dfms, default_identity=dfm_default)
     except (ExportError, AssetError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}")
         return 1

@@ -34,6 +34,8 @@ COMMANDS = (
             "swaptron.assets:run_fetch"),
     Command("export", "export the models to ONNX and a Triton repository",
             "swaptron.export.cli:run", "swaptron.export.cli:add_arguments"),
+    Command("export-dfm", "write one identity of the autoencoder as a DeepFaceLab/DeepFaceLive "
+            "model (.dfm)", "swaptron.export.dfm_cli:run", "swaptron.export.dfm_cli:add_arguments"),
     Command("extract", "aligned face datasets from a video or image folder",
             "swaptron.training.cli:run_extract",
             "swaptron.training.cli:add_extract_arguments"),

@@ -32,6 +32,13 @@ LARGEST_ONLY = "LARGEST_ONLY"  # 1 to swap only the largest face (INT32)
 RESET = "RESET"  # 1 on a stream's first frame (Triton's CONTROL_SEQUENCE_START)
 STATE_PREFIX = "STATE_"  # a stream's state before a frame (graph input)
 NEXT_PREFIX = "NEXT_"  # ... and after it (graph output)
+MORPH = "MORPH"  # optional request input with --dfm: an AMP model's morph value (FP32 0..1)
+DFM_FACES = "DFM_FACES"  # the crop graph's whole_face crops [K,R,R,3], BGR 0..1
+DFM_MATRICES = "DFM_MATRICES"  # ... their matrices [K,2,3], frame pixels -> crop pixels
+DFM_VALID = "DFM_VALID"  # ... 1 for the slots to swap [K]
+DFM_FACE = "DFM_FACE"  # a served DFM's input [R,R,3] (its in_face, renamed)
+DFM_MORPH = "DFM_MORPH"  # ... its morph_value [1] (AMP models)
+DFM_OUTPUTS = ("DFM_FACE_MASK", "DFM_CELEB_FACE", "DFM_CELEB_MASK")  # its outputs, by position
 STEADY_PREFIX = "STEADY_"  # the stabilizer's FACES, LANDMARKS, PRESENCE (an ONNX graph cannot
 # name an output like an input; in an ensemble they stand for the tensors they steady)
 # model names
@@ -48,7 +55,10 @@ TRACKER = "tracker"
 SAMPLER = "sampler"
 STREAM = "faceswap_stream"
 STREAM_CHECKED = "faceswap_stream_checked"
+DFM_ROUTER = "dfm_router"  # with --dfm: the swap step, routing each frame to its identity
+DFM_PREFIX = "dfm_"  # a served DFM is the model dfm_<name>
 NETWORKS = (DETECTOR, LANDMARKER, SWAPPER)  # the swap chain
+DEFAULT_MORPH = 0.75  # DeepFaceLive's morph factor for AMP models
 
 NUM_KEYPOINTS = 6  # BlazeFace: right eye, left eye, nose tip, mouth, right ear, left ear
 NUM_LANDMARKS = 468  # FaceMesh
@@ -224,14 +234,16 @@ def steady(tensor: TensorSpec) -> TensorSpec:
     return TensorSpec(STEADY_PREFIX + tensor.name, tensor.triton_type, tensor.dims)
 
 
-def model_specs(max_faces: int) -> dict[str, ModelSpec]:
-    """The networks for K = max_faces face slots: the swap chain and the forgery scorer."""
+def model_specs(max_faces: int, dfm: bool = False) -> dict[str, ModelSpec]:
+    """The networks for K = max_faces face slots: the swap chain and the forgery scorer. With
+    `dfm` (DFM models exported) the selector also passes MORPH on and the router is added."""
     faces = TensorSpec(FACES, "FP32", (max_faces, 5))
     keypoints = TensorSpec(KEYPOINTS, "FP32", (max_faces, NUM_KEYPOINTS, 2))
     landmarks = TensorSpec(LANDMARKS, "FP32", (max_faces, NUM_LANDMARKS, 2))
     presence = TensorSpec(PRESENCE, "FP32", (max_faces,))
     fake_score = TensorSpec(FAKE_SCORE, "FP32", (max_faces,))
     steadied = (faces, landmarks, presence)
+    morph_out = (TensorSpec(MORPH, "FP32", (1,)),) if dfm else ()
     target = TensorSpec(TARGET, "INT32", (1,))
     largest_only = TensorSpec(LARGEST_ONLY, "INT32", (1,))
     specs = [
@@ -244,8 +256,8 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
                   publishes=(LANDMARKS,)),
         # FACES passes through the selector so that the landmarker waits for it (a Triton 2.51
         # workaround: see triton_workarounds.passed_through_selector)
-        ModelSpec(SELECTOR, (*passed_through_selector(faces), *request_choices()),
-                  (target, largest_only, *passed_through_selector(faces)),
+        ModelSpec(SELECTOR, (*passed_through_selector(faces), *request_choices(dfm)),
+                  (target, largest_only, *passed_through_selector(faces), *morph_out),
                   "the request's identity and faces to swap, named, as the swapper's indices "
                   "(INVALID_ARGUMENT naming the choices for an unknown one); FACES passes "
                   "through, so nothing else of the request runs when it refuses one",
@@ -274,13 +286,55 @@ def model_specs(max_faces: int) -> dict[str, ModelSpec]:
                           state("LANDMARKS", (max_faces, NUM_LANDMARKS, 2)),
                           state("SPEED", (max_faces,)), state("MISSED", (max_faces,)))),
     ]
+    if dfm:  # the swapper's inputs and MORPH in, SWAPPED out (server/dfm_router_model.py)
+        swapper = next(spec for spec in specs if spec.name == SWAPPER)
+        specs.append(ModelSpec(DFM_ROUTER, (*swapper.inputs, *morph_out), (frame(SWAPPED),),
+                               "the swap step with DFM models: a native identity's frames go "
+                               "to the swapper, a DFM's to its crop, model and merge (BLS)",
+                               publishes=(SWAPPED,), graph=False))
     return {spec.name: spec for spec in specs}
 
 
-def request_choices() -> tuple[TensorSpec, TensorSpec]:
-    """The optional inputs of a swap request: IDENTITY and WHICH_FACES, one name each."""
+def request_choices(dfm: bool = False) -> tuple[TensorSpec, ...]:
+    """The optional inputs of a swap request: IDENTITY and WHICH_FACES, one name each, and with
+    DFM models MORPH (one value per frame)."""
+    morph = (TensorSpec(MORPH, "FP32", (1,), optional=True),) if dfm else ()
     return (TensorSpec(IDENTITY, "STRING", (1,), optional=True),
-            TensorSpec(WHICH_FACES, "STRING", (1,), optional=True))
+            TensorSpec(WHICH_FACES, "STRING", (1,), optional=True), *morph)
+
+
+def dfm_model_name(name: str) -> str:
+    """The Triton model serving the DFM identity `name`."""
+    return f"{DFM_PREFIX}{name}"
+
+
+def dfm_specs(max_faces: int, resolution: int) -> tuple[ModelSpec, ModelSpec]:
+    """The crop and merge graphs of DFMs of side R (networks/dfm_graphs.py)."""
+    slots = max_faces
+    landmarks = TensorSpec(LANDMARKS, "FP32", (slots, NUM_LANDMARKS, 2))
+    presence = TensorSpec(PRESENCE, "FP32", (slots,))
+    largest_only = TensorSpec(LARGEST_ONLY, "INT32", (1,))
+    matrices = TensorSpec(DFM_MATRICES, "FP32", (slots, 2, 3))
+    valid = TensorSpec(DFM_VALID, "FP32", (slots,))
+    layers = tuple(TensorSpec(name, "FP32", (slots, resolution, resolution, channels))
+                   for name, channels in zip(DFM_OUTPUTS, (1, 3, 1), strict=True))
+    crop = ModelSpec(f"{DFM_PREFIX}crop_{resolution}", (frame(), landmarks, presence, largest_only),
+                     (TensorSpec(DFM_FACES, "FP32", (slots, resolution, resolution, 3)),
+                      matrices, valid),
+                     "DeepFaceLive's whole_face crop of every face slot for a DFM of this R")
+    merge = ModelSpec(f"{DFM_PREFIX}merge_{resolution}", (frame(), *layers, matrices, valid),
+                      (frame(SWAPPED),),
+                      "DeepFaceLive's default merge of a DFM's faces back into the frame")
+    return crop, merge
+
+
+def dfm_model_spec(name: str, resolution: int, morph: bool) -> ModelSpec:
+    """A served DFM: its graph with the tensors renamed (DFM_FACE [, DFM_MORPH] -> outputs)."""
+    inputs = (TensorSpec(DFM_FACE, "FP32", (resolution, resolution, 3)),
+              *((TensorSpec(DFM_MORPH, "FP32", (1,)),) if morph else ()))
+    outputs = tuple(TensorSpec(output, "FP32", (resolution, resolution, channels))
+                    for output, channels in zip(DFM_OUTPUTS, (1, 3, 1), strict=True))
+    return ModelSpec(dfm_model_name(name), inputs, outputs, f"the DFM identity {name}")
 
 
 def stateful_ensemble(name: str) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from swaptron.specs import (
     CHECKED,
     DETECTOR,
+    DFM_ROUTER,
     ENSEMBLE,
     FORENSICS,
     FRAME,
@@ -121,7 +122,8 @@ def ensemble(name: str, steps: tuple[Step, ...], outputs: tuple[TensorSpec, ...]
              ) -> EnsembleSpec:
     """An ensemble of FRAME in (and the request's choices when it swaps), the given outputs
     out, batch axis included."""
-    choices = request_choices() if any(s.model.name == SELECTOR for s in steps) else ()
+    routed = any(s.model.name == DFM_ROUTER for s in steps)
+    choices = request_choices(routed) if any(s.model.name == SELECTOR for s in steps) else ()
     return EnsembleSpec(name, steps, tuple(with_batch_axis(t) for t in (frame(), *choices)),
                         tuple(with_batch_axis(t) for t in outputs))
 
@@ -135,17 +137,21 @@ def swap_outputs(specs: dict[str, ModelSpec], *extra: TensorSpec) -> tuple[Tenso
 def swap_steps(specs: dict[str, ModelSpec], stateful: bool) -> tuple[Step, ...]:
     """detector -> selector -> landmarker -> swapper; a stream (stateful): tracker (the
     detector on keyframes, the landmarker on every frame) -> selector -> stabilizer ->
-    swapper."""
-    names = ((TRACKER, SELECTOR, STABILIZER, SWAPPER) if stateful
-             else (DETECTOR, SELECTOR, LANDMARKER, SWAPPER))
+    swapper. With DFM models (the router in `specs`) the router is the swap step: it calls the
+    swapper or a DFM's models for each frame."""
+    swap = DFM_ROUTER if DFM_ROUTER in specs else SWAPPER
+    names = ((TRACKER, SELECTOR, STABILIZER, swap) if stateful
+             else (DETECTOR, SELECTOR, LANDMARKER, swap))
     return tuple(Step(specs[name]) for name in names)
 
 
-def faceswap_ensemble(max_faces: int, stateful: bool = False) -> EnsembleSpec:
+def faceswap_ensemble(max_faces: int, stateful: bool = False, dfm: bool = False
+                      ) -> EnsembleSpec:
     """`faceswap`: detector -> landmarker -> swapper; FRAME in, SWAPPED, FACES, LANDMARKS out.
     `faceswap_stream` (stateful): the stabilizer between landmarker and swapper, so FACES and
-    LANDMARKS are the stabilizer's; requests need a sequence id (one per video stream)."""
-    specs = model_specs(max_faces)
+    LANDMARKS are the stabilizer's; requests need a sequence id (one per video stream). `dfm`:
+    the DFM router swaps, and requests may carry MORPH."""
+    specs = model_specs(max_faces, dfm)
     return ensemble(STREAM if stateful else ENSEMBLE, swap_steps(specs, stateful),
                     swap_outputs(specs))
 
@@ -159,22 +165,25 @@ def scan_ensemble(max_faces: int) -> EnsembleSpec:
                     outputs)
 
 
-def checked_ensemble(max_faces: int, stateful: bool = False) -> EnsembleSpec:
+def checked_ensemble(max_faces: int, stateful: bool = False, dfm: bool = False
+                     ) -> EnsembleSpec:
     """`faceswap_checked` (`faceswap_stream_checked`): `faceswap` (`faceswap_stream`), then
     `forensics` (a stream: `sampler`, which calls it every few frames) on the swapped frame
     (with the landmarks of the original, which the swap keeps): the outputs of the swap plus
     FAKE_SCORE of the result."""
-    specs = model_specs(max_faces)
+    specs = model_specs(max_faces, dfm)
     scorer = SAMPLER if stateful else FORENSICS  # a stream's scores are sampled
     steps = (*swap_steps(specs, stateful), Step(specs[scorer], ((FRAME, SWAPPED),)))
     return ensemble(STREAM_CHECKED if stateful else CHECKED, steps,
                     swap_outputs(specs, specs[FORENSICS].network_outputs[0]))
 
 
-def ensembles(max_faces: int, forensics: bool) -> list[EnsembleSpec]:
-    """The ensembles of a repository (the scan and checked ones when a detector is exported)."""
-    found = [faceswap_ensemble(max_faces), faceswap_ensemble(max_faces, stateful=True)]
+def ensembles(max_faces: int, forensics: bool, dfm: bool = False) -> list[EnsembleSpec]:
+    """The ensembles of a repository (the scan and checked ones when a detector is exported;
+    `dfm`: the swapping ones route through the DFM router)."""
+    found = [faceswap_ensemble(max_faces, dfm=dfm),
+             faceswap_ensemble(max_faces, stateful=True, dfm=dfm)]
     if forensics:
-        found += [scan_ensemble(max_faces), checked_ensemble(max_faces),
-                  checked_ensemble(max_faces, stateful=True)]
+        found += [scan_ensemble(max_faces), checked_ensemble(max_faces, dfm=dfm),
+                  checked_ensemble(max_faces, stateful=True, dfm=dfm)]
     return found
