@@ -42,6 +42,8 @@ class Build:
     name: str
     root: Path
     env: dict[str, str]
+    export_args: tuple[str, ...] = ()  # added to its `swaptron export`
+    repository: Path | None = None  # where it exports to (None: its own model_repository)
 
     def command(self, *args: str) -> list[str]:
         """`swaptron ARGS` of this build."""
@@ -89,20 +91,26 @@ def reference_build(ref: str, work: Path) -> Build:
     return Build(f"REF {ref} ({sha[:7]})", source, env)
 
 
-def head_build() -> Build:
-    """The working tree, as installed in this environment."""
+def head_build(work: Path, export_args: tuple[str, ...] = ()) -> Build:
+    """The working tree, as installed in this environment; exported with `export_args` into
+    work/head-repository when there are any (the committed repository stays as it is)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return Build("HEAD (working tree)", CHECKOUT, env)
+    if not export_args:
+        return Build("HEAD (working tree)", CHECKOUT, env)
+    return Build(f"HEAD (working tree) exported with {' '.join(export_args)}", CHECKOUT, env,
+                 export_args, work / "head-repository")
 
 
 @contextmanager
 def serving(build: Build, ports: tuple[int, int, int], log: Path, say: Progress
             ) -> Iterator[str]:
     """Export the build's default repository, serve it; yields its gRPC address."""
-    repository = build.root / "model_repository"
+    repository = build.repository or build.root / "model_repository"
     say(f"{build.name}: export")
-    exported = subprocess.run(build.command("export"), env=build.env, cwd=build.root,
-                              capture_output=True, text=True, check=False)
+    export = build.command("export", *build.export_args) + (
+        ["--output", str(repository)] if build.repository else [])
+    exported = subprocess.run(export, env=build.env, cwd=build.root, capture_output=True,
+                              text=True, check=False)
     if exported.returncode != 0:
         raise AgainstError(f"{build.name}: `swaptron export` failed: "
                            f"{(exported.stdout + exported.stderr).strip()[-800:]}")
@@ -198,12 +206,14 @@ def concurrent_runs(build: Build, url: str, fps: float, frames: int, work: Path,
 
 
 def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress,
-            stream_options: tuple[str, ...] = ()) -> dict[str, object]:
+            stream_options: tuple[str, ...] = (), head_export: tuple[str, ...] = ()
+            ) -> dict[str, object]:
     """Both builds served at once; each run alternates REF, HEAD over `rounds` rounds;
-    `stream_options` go to every stream (`--check`: the checked stream)."""
+    `stream_options` go to every stream (`--check`: the checked stream), `head_export` to
+    HEAD's export (`--dfm ...`: DFMs loaded; `--no-mark`)."""
     from swaptron.server.launcher import free_ports
 
-    builds = (reference_build(ref, work), head_build())
+    builds = (reference_build(ref, work), head_build(work, head_export))
     samples: dict[str, dict[str, list[dict[str, float]]]] = {
         b.name: {run: [] for run in RUNS} for b in builds}
     with ExitStack() as stack:
@@ -294,8 +304,16 @@ def markdown(results: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def export_suffix(head_export: tuple[str, ...]) -> str:
+    """The result files' suffix for HEAD's extra export options: the option names
+    (`--dfm a.dfm --no-mark` -> `-dfm-no-mark`)."""
+    names = dict.fromkeys(arg.lstrip("-") for arg in head_export if arg.startswith("--"))
+    return "".join(f"-{name}" for name in names)
+
+
 def run_against(ref: str, output: Path, work: Path, frames: int, command: str,
-                say: Progress, check: bool = False) -> dict[str, object]:
+                say: Progress, check: bool = False, head_export: tuple[str, ...] = ()
+                ) -> dict[str, object]:
     """Measure, then write against-<ref>.json and .md into output; returns the results."""
     import datetime
 
@@ -303,13 +321,14 @@ def run_against(ref: str, output: Path, work: Path, frames: int, command: str,
 
     work.mkdir(parents=True, exist_ok=True)
     results = measure(ref, work, rounds=2, frames=frames, say=say,
-                      stream_options=("--check",) if check else ())
+                      stream_options=("--check",) if check else (), head_export=head_export)
     results["stream"] = "checked" if check else "default"
+    results["head_export"] = list(head_export)
     results.update(command=command, host=host_name(),
                    date=datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"))
     output.mkdir(parents=True, exist_ok=True)
     safe_ref = "".join(c if c.isalnum() or c in "-_." else "-" for c in ref) + (
-        "-checked" if check else "")
+        "-checked" if check else "") + export_suffix(head_export)
     (output / f"against-{safe_ref}.json").write_text(json.dumps(results, indent=1) + "\n")
     (output / f"against-{safe_ref}.md").write_text(markdown(results))
     return results

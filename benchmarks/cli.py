@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="with --against: stream the checked stream (the forgery score with "
                              "each frame) instead of the default one (against-REF-checked.md)")
+    parser.add_argument("--head-export", default="", metavar="ARGS",
+                        help="with --against: extra `swaptron export` options for the working "
+                             "tree, e.g. '--dfm model.dfm' (DFMs loaded) or '--no-mark' "
+                             "(against-REF-<options>.md)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
                              "gets the latest table (default: benchmarks/README.md when "
@@ -116,6 +120,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--against", args.against]
     if args.check:
         parts.append("--check")
+    if args.head_export:
+        parts += ["--head-export", repr(args.head_export)]
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -185,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_against(args: argparse.Namespace) -> int:
     """The working tree against REF, alternating; 1 when REF cannot be built or served."""
+    import shlex
+
     from swaptron.benchmarks.against import AgainstError, markdown
     from swaptron.benchmarks.against import run_against as measure_against
 
@@ -193,7 +201,8 @@ def run_against(args: argparse.Namespace) -> int:
                   else AGAINST_FRAMES // 2 if args.quick else AGAINST_FRAMES)
         results = measure_against(args.against, args.output_dir, args.work_dir / "against",
                                   frames, command_line(args),
-                                  lambda line: print(line, flush=True), args.check)
+                                  lambda line: print(line, flush=True), args.check,
+                                  tuple(shlex.split(args.head_export)))
     except AgainstError as error:
         print(f"error: {error}")
         return 1

@@ -1,0 +1,23 @@
+"""`swaptron bench --against REF --head-export ARGS`: HEAD exported with extra options goes to a
+work folder (never over the committed repository), and its results are named by the options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swaptron.benchmarks.against import CHECKOUT, export_suffix, head_build
+
+
+def test_head_with_export_options_exports_into_the_work_folder(tmp_path: Path) -> None:
+    plain = head_build(tmp_path)
+    assert plain.repository is None and plain.root == CHECKOUT and plain.export_args == ()
+    loaded = head_build(tmp_path, ("--dfm", "/models/a.dfm:a"))
+    assert loaded.repository == tmp_path / "head-repository"
+    assert loaded.export_args == ("--dfm", "/models/a.dfm:a")
+    assert "--dfm /models/a.dfm:a" in loaded.name
+
+
+def test_results_are_named_by_the_export_options() -> None:
+    assert export_suffix(()) == ""
+    assert export_suffix(("--dfm", "/m/a.dfm", "--dfm", "b.dfm:b")) == "-dfm"
+    assert export_suffix(("--no-mark",)) == "-no-mark"
