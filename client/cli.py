@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from swaptron.client.sinks import VideoSink
     from swaptron.client.sources import FrameSource
     from swaptron.client.stream import StreamOptions
+    from swaptron.client.video_file import VideoFormat
 
+CODECS = ("h264", "mp4v", "mjpg")  # of --output videos (client/video_file.py writes them)
 EXIT_OK = 0
 EXIT_FRAMES_FAILED = 1
 EXIT_ERROR = 2
@@ -68,6 +70,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "frame, a dropped or failed one repeats the last swapped frame), "
                              "or PNG frames (received ones only) into this folder when it has "
                              "no suffix")
+    parser.add_argument("--codec", choices=CODECS, default="h264",
+                        help="the --output video's codec: h264 (default: .mp4/.mov through "
+                             "PyAV, yuv420p, faststart, plays in browsers), or mp4v / mjpg "
+                             "through OpenCV; .avi/.mkv take mjpg")
+    parser.add_argument("--no-sign", action="store_true",
+                        help="write the H.264 --output without its C2PA manifest")
+    parser.add_argument("--c2pa-key", type=Path, default=None,
+                        help="your C2PA signing key (PEM; with --c2pa-chain). Default: a key and "
+                             "certificate made on first use in ~/.config/swaptron/c2pa")
+    parser.add_argument("--c2pa-chain", type=Path, default=None,
+                        help="the certificate chain (PEM) of --c2pa-key")
     parser.add_argument("--report", type=Path, default=None,
                         help="write the JSON report here (on every exit)")
     parser.add_argument("--max-failed", type=fraction, default=0.0,
@@ -136,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     with terminate_as_interrupt():
         try:
             if args.output:
-                video = VideoSink(args.output, source.fps, source.frame_size())
+                video = VideoSink(args.output, source.fps, source.frame_size(),
+                                  video_format(args))
             outcome = stream_frames(source, options, metrics, video, args)
         except SinkError as error:
             print(f"error: {error}")
@@ -166,6 +180,14 @@ def run(args: argparse.Namespace) -> int:
               f"(--max-failed {args.max_failed})")
         return EXIT_FRAMES_FAILED
     return EXIT_OK
+
+
+def video_format(args: argparse.Namespace) -> VideoFormat:
+    """How the --output video is written and signed (the manifest names the identity)."""
+    from swaptron.client.video_file import VideoFormat
+
+    identity = args.identity or "the server's default identity"
+    return VideoFormat(args.codec, not args.no_sign, identity, args.c2pa_key, args.c2pa_chain)
 
 
 def stream_frames(source: FrameSource, options: StreamOptions, metrics: StreamMetrics,

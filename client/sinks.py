@@ -15,6 +15,14 @@ from types import ModuleType
 import cv2
 import numpy as np
 
+from swaptron.client.video_file import (
+    FrameWriter,
+    VideoFileError,
+    VideoFormat,
+    codec_for,
+    open_video,
+)
+
 DISPLAY_WIDTH = 1280
 
 
@@ -35,18 +43,20 @@ class VideoSink:
     first swapped one repeat that one). A folder gets the swapped frames only, named by index.
     """
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, fps: float, size: tuple[int, int],
+                 video_format: VideoFormat | None = None) -> None:
         self.path = path
         self.fps = fps
         self.folder = path.suffix == ""
-        self._writer: cv2.VideoWriter | None = None
+        self.video_format = video_format or VideoFormat()
+        self._writer: FrameWriter | None = None
         self._pending: dict[int, np.ndarray | None] = {}
         self._next = 0
         self._last: np.ndarray | None = None
         self._owed = 0
         self.written = 0
         self.repeated = 0
-        check_writable(path, self.folder, size)
+        check_writable(path, self.folder, self.video_format)
 
     def put(self, index: int, frame: np.ndarray | None) -> None:
         """Hand over frame `index` (None when it was dropped or failed)."""
@@ -82,36 +92,28 @@ class VideoSink:
     def _write_video(self, frame: np.ndarray) -> None:
         if self._writer is None:
             height, width = frame.shape[:2]
-            self._writer = open_writer(self.path, self.fps, (width, height))
+            try:
+                self._writer = open_video(self.path, self.fps, (width, height),
+                                          self.video_format)
+            except VideoFileError as error:
+                raise SinkError(str(error)) from error
         self._writer.write(frame)
         self.written += 1
 
     def close(self) -> None:
-        """Flush what is left in order and close the file."""
+        """Flush what is left in order, close the file (and sign it); SinkError when it cannot
+        be finished."""
         for index in sorted(self._pending):
             self._emit(index, self._pending.pop(index))
         if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except VideoFileError as error:
+                raise SinkError(str(error)) from error
 
 
-VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-
-
-def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    """An OpenCV writer for a video file; SinkError naming the cause when it cannot open."""
-    codec = VIDEO_CODECS.get(path.suffix.lower())
-    if codec is None:
-        raise SinkError(f"cannot write video {path}: unsupported format {path.suffix!r} "
-                        f"(use {', '.join(VIDEO_CODECS)}, or no suffix for PNG frames)")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
-    if not writer.isOpened():
-        raise SinkError(f"cannot write video {path}: OpenCV could not open a {codec} writer "
-                        f"of {size[0]}x{size[1]} there")
-    return writer
-
-
-def check_writable(path: Path, folder: bool, size: tuple[int, int]) -> None:
+def check_writable(path: Path, folder: bool, video_format: VideoFormat) -> None:
     """Before streaming: SinkError with the reason when `path` cannot take the output."""
     where = path if folder else path.parent
     try:
@@ -121,12 +123,14 @@ def check_writable(path: Path, folder: bool, size: tuple[int, int]) -> None:
                         f"({error.strerror})") from error
     if not folder and path.is_dir():
         raise SinkError(f"cannot write video {path}: it is a folder")
-    probe = where / f".swaptron-probe-{os.getpid()}{'' if folder else path.suffix}"
+    if not folder:
+        try:
+            codec_for(path, video_format)
+        except VideoFileError as error:
+            raise SinkError(str(error)) from error
+    probe = where / f".swaptron-probe-{os.getpid()}"
     try:
-        if folder:
-            probe.write_bytes(b"")
-        else:
-            open_writer(probe, 1.0, size).release()
+        probe.write_bytes(b"")
     except OSError as error:
         raise SinkError(f"cannot write output {path}: {where} is not writable "
                         f"({error.strerror})") from error

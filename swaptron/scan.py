@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from swaptron.client.sinks import SinkError, VideoSink
     from swaptron.client.sources import FrameSource, SourceError, SourceOptions
     from swaptron.client.stream import StreamError
+    from swaptron.client.video_file import VideoFormat
     from swaptron.server.launcher import ServerError
 
     try:
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     video = None
     try:
         if args.output is not None:
-            video = VideoSink(args.output, source.fps, source.frame_size())
+            video = VideoSink(args.output, source.fps, source.frame_size(),
+                              VideoFormat(sign=False))  # an annotated scan: nothing swapped
         with server_url(args.url) as url:
             report = scan(source, url, video, args.max_inflight)
     except (ScanError, StreamError, SinkError, SourceError, ServerError) as error:

@@ -17,6 +17,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from swaptron import assets
+from swaptron.client.credentials import describe, read_manifest
+from swaptron.client.h264 import probe
 from swaptron.server import access
 from swaptron.server.launcher import TritonServer, free_ports
 from swaptron.specs import STREAM
@@ -93,6 +95,24 @@ def test_output_video_is_written_and_readable(faceswap_server: TritonServer,
     frames = read_video(video)
     assert len(frames) == 24
     assert frames[0].shape == (528, 720, 3)
+    facts = probe(video)  # H.264 a browser plays, with the manifest of the swap
+    assert (facts["codec"], facts["pix_fmt"], facts["faststart"]) == ("h264", "yuv420p",
+                                                                           True)
+    manifest = read_manifest(video)
+    assert manifest is not None and "faces swapped by swaptron" in describe(manifest)
+    assert not list(tmp_path.glob(".*unsigned*"))
+
+
+def test_mp4v_and_an_unsigned_file_are_explicit_choices(faceswap_server: TritonServer,
+                                                        tmp_path: Path) -> None:
+    for name, extra in (("mp4v.mp4", ("--codec", "mp4v")), ("plain.mp4", ("--no-sign",))):
+        result = stream("--source", str(assets.demo_video()), "--frames", "6", "--url",
+                        faceswap_server.grpc_url, "--output", str(tmp_path / name), *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(read_video(tmp_path / name)) == 6
+        assert read_manifest(tmp_path / name) is None
+    assert probe(tmp_path / "mp4v.mp4")["codec"] == "mpeg4"
+    assert probe(tmp_path / "plain.mp4")["codec"] == "h264"
 
 
 def test_shared_memory_gives_the_same_frames(faceswap_server: TritonServer,
@@ -343,6 +363,8 @@ def test_demo_plays_the_real_pair_by_default(tmp_path: Path) -> None:
     check_counts(report)
     assert report["frames_received"] == 72
     swapped = read_video(tmp_path / "out" / "people-to-w.mp4")
+    assert probe(tmp_path / "out" / "people-to-w.mp4")["codec"] == "h264"
+    assert read_manifest(tmp_path / "out" / "people-to-w.mp4") is not None
     source = assets.read_frames(assets.footage("single_face.mp4"))
     assert len(swapped) == 72
     changed = [np.abs(a.astype(int) - b).max() > 40 for a, b in zip(swapped, source, strict=True)]
