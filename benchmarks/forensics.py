@@ -33,6 +33,19 @@ def measure_forensics(url: str, plan: BenchPlan, context: MeasureContext,
                       context.input_files[ENSEMBLE], plan, context, found)
     run_client(clients.checked_run(plan.client_seconds), url, context.video, context.work,
                found, context.say)
-    found.scan = clients.scan_throughput(url, context.video)
+    found.scan = {**clients.scan_throughput(url, context.video), **per_face_cost()}
     context.say(f"swaptron scan: {found.scan.get('frames_per_second')} frames/s, verdict "
-                f"{found.scan.get('verdict')}")
+                f"{found.scan.get('verdict')}; the forensics graph "
+                f"{found.scan.get('card_ms_per_face_served_graph')} ms per face (card)")
+
+
+def per_face_cost() -> dict[str, object]:
+    """The served detector's cost of scoring one face, as `swaptron forensics evaluate`
+    measured it (ONNX Runtime, 1 thread): the detector alone and the whole `forensics` graph
+    (crop, detector, calibration, domain facts); empty without a card."""
+    from swaptron.assets import default_forensic_detector, forensics_card
+
+    card = forensics_card() or {}
+    entry = card.get("models", {}).get(default_forensic_detector(), {})  # type: ignore[union-attr]
+    return {f"card_{key}": entry[key] for key in ("ms_per_face", "ms_per_face_served_graph")
+            if key in entry}

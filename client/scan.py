@@ -1,12 +1,8 @@
 """`swaptron scan`: is this clip swapped? Forgery scores from the served `scan` ensemble.
 
-Frames stream through `scan` (detector -> landmarker -> forensics) on the same pipelined gRPC
-stream as `swaptron stream`; each answer gives every face's box and fake score. A frame's score is
-its most suspicious face's. The clip gets a verdict from the frames with a face: "likely swapped"
-when most of them score at or above the detector's threshold (majority vote, as DLDFD decides a
-video), else "likely real"; "no faces found" when no frame has one. The mean score is given too,
-with the threshold, the detector's name and its card figures (read from the served model's
-config), and the stretches of time that score above the threshold.
+Frames stream through `scan` (detector -> landmarker -> forensics) through the client's
+transport core, as `swaptron stream`'s frames do; each answer gives every face's box and fake
+score. What the report concludes (three verdicts, stretches, summary) is in scan_report.py.
 """
 
 from __future__ import annotations
@@ -19,21 +15,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from matplotlib.figure import Figure
 from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
+from swaptron.client.credentials import CredentialsError, describe, read_manifest
 from swaptron.client.infer import sync_client
 from swaptron.client.metrics import StreamMetrics
+from swaptron.client.scan_report import clip_verdict, stretches
 from swaptron.client.sinks import VideoSink
 from swaptron.client.sources import FrameSource
 from swaptron.client.stream import Streamer, StreamOptions
 from swaptron.client.transport import Outcome
 from swaptron.specs import FACES, FAKE_SCORE, FORENSICS, SCAN
-
-LIKELY_SWAPPED = "likely swapped"
-LIKELY_REAL = "likely real"
-NO_FACES = "no faces found"
+from swaptron.verdicts import Cuts
 
 
 class ScanError(RuntimeError):
@@ -69,7 +63,7 @@ class DetectorFacts:
     """What the served `forensics` model says about itself (its config parameters)."""
 
     name: str
-    threshold: float
+    cuts: Cuts
     card: dict[str, float]
 
 
@@ -86,24 +80,25 @@ def detector_facts(url: str) -> DetectorFacts:
                   for key, value in config.get("parameters", {}).items()}
     card = {key.removeprefix("card_"): float(value) for key, value in parameters.items()
             if key.startswith("card_")}
-    return DetectorFacts(parameters.get("detector", "unknown"),
-                         float(parameters.get("threshold", "0.5")), card)
+    threshold = float(parameters.get("threshold", "0.5"))
+    real_below = float(parameters.get("real_below", threshold))  # older servers: two verdicts
+    return DetectorFacts(parameters.get("detector", "unknown"), Cuts(threshold, real_below),
+                         card)
 
 
-def box_colour(score: float) -> tuple[int, int, int]:
-    """BGR from green (0, real) to red (1, fake)."""
-    return (0, round(255 * (1.0 - score)), round(255 * score))
+VERDICT_COLOURS = {"likely real": (0, 200, 0), "uncertain": (0, 200, 230),
+                   "likely swapped": (0, 0, 230)}  # BGR
 
 
-def annotate(frame: np.ndarray, faces: list[FaceScore], threshold: float) -> np.ndarray:
-    """The frame with each face's box coloured by its score, and the score written."""
+def annotate(frame: np.ndarray, faces: list[FaceScore], cuts: Cuts) -> np.ndarray:
+    """The frame with each face's box coloured by its verdict, with its score written."""
     image = frame.copy()
     for face in faces:
         x1, y1, x2, y2 = (round(v) for v in face.box)
-        colour = box_colour(face.fake_score)
-        cv2.rectangle(image, (x1, y1), (x2, y2), colour, 3 if face.fake_score >= threshold
-                      else 2)
-        cv2.putText(image, f"{face.fake_score:.2f}", (x1, max(16, y1 - 6)),
+        said = cuts.band(face.fake_score)
+        colour = VERDICT_COLOURS[said]
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
+        cv2.putText(image, f"{face.fake_score:.2f} {said}", (x1, max(16, y1 - 6)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
     return image
 
@@ -111,10 +106,10 @@ def annotate(frame: np.ndarray, faces: list[FaceScore], threshold: float) -> np.
 class Collector:
     """Gathers the per-frame results as answers come (the streamer's sink)."""
 
-    def __init__(self, fps: float, threshold: float, video: VideoSink | None,
-                 progress: tqdm) -> None:
+    def __init__(self, fps: float, cuts: Cuts, video: VideoSink | None, progress: tqdm
+                 ) -> None:
         self.fps = fps
-        self.threshold = threshold
+        self.cuts = cuts
         self.video = video
         self.progress = progress
         self.frames: dict[int, FrameScan] = {}
@@ -129,37 +124,21 @@ class Collector:
         self.frames[item.index] = FrameScan(item.index, round(item.index / self.fps, 3),
                                             "received", faces)
         if self.video is not None:
-            self.video.put(item.index, annotate(item.frame, faces, self.threshold))
+            self.video.put(item.index, annotate(item.frame, faces, self.cuts))
         self.progress.update(1)
 
 
-def stretches(frames: list[FrameScan], threshold: float, fps: float) -> list[dict[str, float]]:
-    """Runs of consecutive frames scoring at or above the threshold, in seconds."""
-    found, start, last = [], None, None
-    for frame in frames:
-        above = frame.score is not None and frame.score >= threshold
-        if above and start is None:
-            start = frame.time_s
-        if not above and start is not None:
-            found.append({"start_s": start, "end_s": round(last + 1.0 / fps, 3)})
-            start = None
-        last = frame.time_s
-    if start is not None and last is not None:
-        found.append({"start_s": start, "end_s": round(last + 1.0 / fps, 3)})
-    return found
-
-
-def verdict(frames: list[FrameScan], threshold: float) -> dict[str, object]:
-    """The clip's verdict and its two video-level scores."""
-    scores = np.array([frame.score for frame in frames if frame.score is not None])
-    if len(scores) == 0:
-        return {"verdict": NO_FACES, "frames_with_faces": 0, "majority_vote": None,
-                "mean_score": None}
-    vote = float((scores >= threshold).mean())
-    return {"verdict": LIKELY_SWAPPED if vote > 0.5 else LIKELY_REAL,
-            "frames_with_faces": len(scores), "majority_vote": round(vote, 4),
-            "mean_score": round(float(scores.mean()), 4),
-            "mean_says": LIKELY_SWAPPED if scores.mean() >= threshold else LIKELY_REAL}
+def credentials_of(spec: str) -> str | None:
+    """The C2PA manifest of a scanned file, described; None for a camera, a folder, or a file
+    without one (or one the C2PA library cannot read)."""
+    path = Path(spec)
+    if not path.is_file():
+        return None
+    try:
+        store = read_manifest(path)
+    except CredentialsError:
+        return None
+    return None if store is None else describe(store)
 
 
 def scan(source: FrameSource, url: str, video: VideoSink | None = None,
@@ -172,7 +151,7 @@ def scan(source: FrameSource, url: str, video: VideoSink | None = None,
     total = source.frame_count()
     started = time.monotonic()
     with tqdm(total=total, desc=f"scanning with {facts.name}", unit="frame") as progress:
-        collector = Collector(source.fps, facts.threshold, video, progress)
+        collector = Collector(source.fps, facts.cuts, video, progress)
         streamer = Streamer(source, options, [collector], metrics)
         asyncio.run(streamer.run())
     elapsed = time.monotonic() - started
@@ -186,55 +165,18 @@ def scan(source: FrameSource, url: str, video: VideoSink | None = None,
     return {
         "source": source.options.spec,
         "detector": facts.name,
-        "threshold": facts.threshold,
+        "threshold": facts.cuts.threshold,
+        "real_below": facts.cuts.real_below,
         "card": facts.card,
         "outcome": streamer.outcome,
-        **verdict(frames, facts.threshold),
+        **clip_verdict([f.score for f in frames if f.score is not None], facts.cuts),
         "frames_read": len(frames),
         "frames_scored": sum(1 for f in frames if f.status == "received"),
         "frames_failed": sum(1 for f in frames if f.status == "failed"),
         "frames_per_second": round(len(frames) / elapsed, 2) if elapsed > 0 else math.nan,
-        "stretches_above_threshold": stretches(frames, facts.threshold, source.fps),
+        "stretches_above_threshold": stretches([f.time_s for f in frames],
+                                               [f.score for f in frames],
+                                               facts.cuts.threshold, source.fps),
+        "credentials": credentials_of(source.options.spec),
         "frames": [{**asdict(frame), "score": frame.score} for frame in frames],
     }
-
-
-def plot_scores(report: dict[str, object], path: Path) -> None:
-    """The frame score over time, the threshold, and the stretches above it shaded."""
-    frames = report["frames"]
-    times = [frame["time_s"] for frame in frames]  # type: ignore[union-attr]
-    scores = [np.nan if frame["score"] is None else frame["score"]
-              for frame in frames]  # type: ignore[union-attr]
-    figure = Figure(figsize=(8, 3))
-    axes = figure.subplots()
-    for stretch in report["stretches_above_threshold"]:  # type: ignore[union-attr]
-        axes.axvspan(stretch["start_s"], stretch["end_s"], color="red", alpha=0.15)
-    axes.plot(times, scores, color="black", linewidth=1, label="fake score (frame)")
-    axes.axhline(report["threshold"], color="red", linestyle="--",  # type: ignore[arg-type]
-                 label=f"threshold {report['threshold']}")
-    axes.set_ylim(-0.02, 1.02)
-    axes.set_xlabel("seconds")
-    axes.set_ylabel("fake score")
-    axes.set_title(f"{report['source']}: {report['verdict']} ({report['detector']})")
-    axes.legend(fontsize=7, loc="upper right")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-
-
-def summary_lines(report: dict[str, object]) -> list[str]:
-    """What `swaptron scan` prints."""
-    card = report["card"]
-    figures = ", ".join(f"{key} {value}" for key, value in card.items())  # type: ignore[union-attr]
-    lines = [f"verdict: {report['verdict']}",
-             f"  frames read {report['frames_read']}, with a face "
-             f"{report['frames_with_faces']}, failed {report['frames_failed']} "
-             f"({report['frames_per_second']} frames/s)"]
-    if report["majority_vote"] is not None:
-        lines.append(f"  majority vote: {report['majority_vote']:.0%} of the frames with a face "
-                     f"score >= {report['threshold']}; mean score {report['mean_score']} "
-                     f"({report['mean_says']})")
-        for stretch in report["stretches_above_threshold"][:10]:  # type: ignore[index]
-            lines.append(f"  above the threshold from {stretch['start_s']:.2f} s to "
-                         f"{stretch['end_s']:.2f} s")
-    lines.append(f"  detector {report['detector']} (card: {figures or 'no card'})")
-    return lines

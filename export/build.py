@@ -252,14 +252,18 @@ def module_source(module: str) -> str:
 
 
 def detector_facts(options: PipelineOptions) -> dict[str, str]:
-    """What a client of `forensics` needs to know: the detector, its threshold (probabilities
-    at or above it say "fake") and its card figures; from the committed card."""
+    """What a client of `forensics` needs to know: the detector, its two cuts (a score above
+    `threshold` says "likely swapped", one under `real_below` "likely real", between them
+    "uncertain"; a card without `real_below` has no uncertain band) and its card figures;
+    from the committed card."""
     path = options.detector_file()
     card = assets.forensics_card() or {}
     name = path.parent.parent.name if path and path.name == "detector.pt" else (
         path.stem if path else "none")
     entry = card.get("models", {}).get(name, {}) if isinstance(card, dict) else {}
-    facts = {"detector": name, "threshold": str(entry.get("threshold", 0.5))}
+    threshold = entry.get("threshold", 0.5)
+    facts = {"detector": name, "threshold": str(threshold),
+             "real_below": str(entry.get("real_below", threshold))}
     for key in ("auc_vs_our_swaps", "auc_unseen_generator", "fpr_real", "ms_per_face"):
         if key in entry:
             facts[f"card_{key}"] = str(entry[key])

@@ -6,32 +6,91 @@ training data's crop), the detector scores it, and `FAKE_SCORE` [B,K] is the pro
 the face was swapped, in [0,1]. A slot without a face (presence at or below the threshold)
 carries EMPTY_SCORE, -1, so that no client mistakes it for a real face. Fixed shapes: every slot
 runs through the detector.
+
+With `ScoreServing` (carried in the committed detector file by `swaptron forensics evaluate`) the
+graph also calibrates and guards the score: the logit goes through the Platt calibration fitted on
+the video validation split (p = sigmoid(scale * logit + bias)), and a face outside the detector's
+domain (swaptron/verdicts.py DomainRules: narrower than min_width_px, a Laplacian variance under
+min_sharpness, mean luma outside [min_luma, max_luma], all measured inside the graph) has its
+score clamped into the uncertain band [real_below, threshold - BAND_MARGIN], so that it can never
+read as "likely swapped" nor "likely real". Inputs and outputs are unchanged.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 from swaptron.networks.crops import forensic_crops, forensic_template
 from swaptron.networks.forensics import build_detector
 from swaptron.networks.geometry import GraphOptions, Precision
+from swaptron.verdicts import DomainRules, check_cuts
 
 EMPTY_SCORE = -1.0
 PRESENCE_THRESHOLD = 0.5
+LUMA_WEIGHTS = (0.114, 0.587, 0.299)  # BGR
+BAND_MARGIN = 1e-4  # a guarded score stays this far under `threshold` (clients that read
+# "at or above the threshold" as swapped see it as uncertain too)
+
+
+@dataclass(frozen=True)
+class ScoreServing:
+    """How the graph turns a logit into the served score: Platt calibration, the two cuts of
+    the verdict bands, and the domain rules."""
+
+    scale: float = 1.0
+    bias: float = 0.0
+    real_below: float = 0.0
+    threshold: float = 1.0
+    rules: DomainRules = field(default_factory=DomainRules)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (stored in the detector file and on the card)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ScoreServing:
+        """The inverse of to_dict."""
+        rules = DomainRules(**data["rules"])  # type: ignore[arg-type]
+        return cls(**{**data, "rules": rules})  # type: ignore[arg-type]
+
+
+def domain_facts(crops: torch.Tensor, landmarks: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per face: width in frame pixels (landmarks' x extent), sharpness (variance of the 3x3
+    Laplacian of the grey crop, 0-255 scale) and mean luma (0-255) of the crop's central half.
+    `crops` [N,3,S,S] BGR in [0,1], `landmarks` [N,468,2] -> three [N] tensors."""
+    x = landmarks[..., 0]
+    width = x.max(dim=-1).values - x.min(dim=-1).values
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=crops.dtype).reshape(1, 3, 1, 1)
+    grey = (crops * weights).sum(dim=1, keepdim=True) * 255.0
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
+                          dtype=crops.dtype).reshape(1, 1, 3, 3)
+    laplacian = functional.conv2d(grey, kernel)
+    mean = laplacian.mean(dim=(1, 2, 3))
+    sharpness = (laplacian * laplacian).mean(dim=(1, 2, 3)) - mean * mean
+    side = crops.shape[-1]
+    centre = grey[:, :, side // 4:side - side // 4, side // 4:side - side // 4]
+    return width, sharpness, centre.mean(dim=(1, 2, 3))
 
 
 class FakeScorer(nn.Module):
-    """Frame + landmarks -> the detector's probability of a swap, per face slot."""
+    """Frame + landmarks -> the detector's probability of a swap, per face slot (calibrated and
+    guarded by `serving` when given)."""
 
     def __init__(self, detector: nn.Module, input_size: int,
-                 graph: GraphOptions | None = None) -> None:
+                 graph: GraphOptions | None = None, serving: ScoreServing | None = None) -> None:
         super().__init__()
         self.graph = graph or GraphOptions()
         self.detector = detector
         self.input_size = input_size
+        self.serving = serving
+        if serving is not None:
+            check_cuts(serving.real_below, serving.threshold)
         self.register_buffer("template", forensic_template(input_size).float(),
                              persistent=False)
 
@@ -41,9 +100,31 @@ class FakeScorer(nn.Module):
         batch, slots = landmarks.shape[0], landmarks.shape[1]
         crops, _ = forensic_crops(frame, landmarks, self.template, self.input_size, self.graph,
                                   presence > PRESENCE_THRESHOLD)
-        scores = torch.sigmoid(self.detector(crops)).reshape(batch, slots)
+        logits = self.detector(crops).reshape(batch, slots).float()
+        if self.serving is None:
+            scores = torch.sigmoid(logits)
+        else:
+            scores = self.guarded(torch.sigmoid(logits * self.serving.scale + self.serving.bias),
+                                  crops.float(), landmarks.float())
         empty = torch.full_like(scores, EMPTY_SCORE)
         return torch.where(presence > PRESENCE_THRESHOLD, scores, empty)
+
+    def inside(self, crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """[B,K] bool: which faces are within the detector's domain."""
+        rules = self.serving.rules if self.serving is not None else DomainRules()
+        batch, slots = landmarks.shape[0], landmarks.shape[1]
+        width, sharpness, luma = domain_facts(crops, landmarks.reshape(batch * slots, -1, 2))
+        inside = ((width >= rules.min_width_px) & (sharpness >= rules.min_sharpness)
+                  & (luma >= rules.min_luma) & (luma <= rules.max_luma))
+        return inside.reshape(batch, slots)
+
+    def guarded(self, scores: torch.Tensor, crops: torch.Tensor, landmarks: torch.Tensor
+                ) -> torch.Tensor:
+        """Scores of faces outside the domain clamped into [real_below, threshold]."""
+        serving = self.serving or ScoreServing()
+        top = max(serving.real_below, serving.threshold - BAND_MARGIN)
+        banded = scores.clamp(min=serving.real_below, max=top)
+        return torch.where(self.inside(crops, landmarks), scores, banded)
 
 
 def load_detector(path: Path) -> tuple[nn.Module, dict[str, object]]:
@@ -64,5 +145,7 @@ def build_scorer(path: Path, graph: GraphOptions | None = None) -> FakeScorer:
     the tensorrt target's --fp16)."""
     detector, meta = load_detector(path)
     graph = graph or GraphOptions()
+    serving = meta.get("serving")
     return FakeScorer(Precision(detector, graph.fp16_networks), int(meta["input_size"]),
-                      graph).eval()
+                      graph, ScoreServing.from_dict(serving) if isinstance(serving, dict)
+                      else None).eval()

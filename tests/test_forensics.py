@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from swaptron import assets
+from swaptron.networks.fake_score import ScoreServing, build_scorer
 from swaptron.networks.pipeline import PipelineOptions, build_finder, build_pipeline
-from swaptron.specs import SWAPPED
-from swaptron.training.forensics_card import auc, eer, score
+from swaptron.specs import LANDMARKS, PRESENCE, SWAPPED
+from swaptron.training.forensics_card import auc, eer
 from swaptron.training.forensics_data import (
     Cropper,
     PrepareError,
@@ -20,7 +21,11 @@ from swaptron.training.forensics_data import (
     prepare,
     split_of,
 )
+from swaptron.training.forensics_domains import logits_of
+from swaptron.training.forensics_ood import MAX_FACES, read_photo
+from swaptron.training.forensics_serving import calibrated, choose_serving, fit_platt
 from swaptron.training.forensics_train import load_trained
+from swaptron.verdicts import LIKELY_SWAPPED, DomainRules, verdict
 
 FORENSICS = assets.weights_root() / "forensics"
 HELD_OUT_FRAME = 247  # Megamind's test segment (the last quarter, after the gap); at 250 the
@@ -76,8 +81,11 @@ def test_the_committed_default_detector_tells_a_held_out_real_face_from_our_swap
     name = card["default"]
     model, meta = load_trained(FORENSICS / f"{name}.pt")
     threshold = card["models"][name]["threshold"]
+    serving = ScoreServing.from_dict(meta["serving"])  # the served calibration
+    assert serving.threshold == threshold
     with torch.no_grad():
-        real, fake = score(model, int(meta["input_size"]), list(held_out_faces))
+        logits = logits_of(model, int(meta["input_size"]), list(held_out_faces))
+    real, fake = calibrated(logits, serving.scale, serving.bias)
     assert real < threshold < fake, (real, threshold, fake)
 
 
@@ -92,3 +100,47 @@ def test_the_card_has_the_keys_scripts_read() -> None:
     for name in ("meso4", "sbi"):  # committed; dldfd is rebuilt by make forensics-weights
         assert (FORENSICS / f"roc-{name}.png").is_file()
         assert (FORENSICS / f"{name}.pt").stat().st_size < 30 * 2**20
+
+
+@pytest.mark.parametrize("photo", ["obama.jpg", "astronaut.png"])
+def test_the_served_graph_never_calls_a_real_still_photo_swapped(photo: str) -> None:
+    """A real photograph of a person no training video shows (face_recognition's test image,
+    scikit-image's astronaut), through our finder and the committed default detector's served
+    `forensics` graph (calibrated, banded, domain-guarded): "likely real" or "uncertain"."""
+    stills = [path for paths in assets.fetch_stills().values() for path in paths
+              if path.name == photo]
+    card = json.loads((FORENSICS / "card.json").read_text())
+    scorer = build_scorer(FORENSICS / f"{card['default']}.pt")
+    assert scorer.serving is not None
+    image = read_photo(stills[0])
+    found = build_finder(MAX_FACES).find(image[None])
+    with torch.no_grad():
+        scores = scorer(torch.from_numpy(image[None]), torch.from_numpy(found[LANDMARKS]),
+                        torch.from_numpy(found[PRESENCE]))[0].numpy()
+    faces = scores[found[PRESENCE][0] > 0.5]
+    assert len(faces) == 1
+    verdicts = [verdict(float(s), scorer.serving.real_below, scorer.serving.threshold)
+                for s in faces]
+    assert LIKELY_SWAPPED not in verdicts, (photo, faces, scorer.serving)
+
+
+def test_platt_calibration_recovers_a_known_scale_and_bias() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 3.0, 20000)
+    labels = rng.random(20000) < calibrated(logits, 0.5, -1.0)
+    scale, bias = fit_platt(logits[~labels], logits[labels])
+    # class-balanced weighting moves the bias by the log prior odds
+    prior = float(np.log((~labels).sum() / labels.sum()))
+    assert scale == pytest.approx(0.5, abs=0.05)
+    assert bias == pytest.approx(-1.0 + prior, abs=0.1)
+
+
+def test_the_served_cut_flags_95_percent_of_every_videos_swaps() -> None:
+    real = np.linspace(-6.0, -2.0, 200)
+    easy, hard = np.linspace(4.0, 8.0, 100), np.linspace(-1.0, 3.0, 100)
+    serving = choose_serving(real, np.concatenate([easy, hard]), [easy, hard], DomainRules())
+    hard_scores = calibrated(hard, serving.scale, serving.bias)
+    real_scores = calibrated(real, serving.scale, serving.bias)
+    assert (hard_scores >= serving.threshold).mean() >= 0.95
+    assert (real_scores > serving.threshold).mean() <= 0.01
+    assert serving.real_below == min(0.5, serving.threshold)

@@ -112,6 +112,20 @@ def test_a_held_out_real_clip_and_our_swap_of_it(scan_server: TritonServer,
     assert verdicts == {"real": "likely real", "swapped": "likely swapped"}
 
 
+def test_a_real_photo_of_an_unseen_person_is_never_called_swapped(scan_server: TritonServer,
+                                                                  tmp_path: Path) -> None:
+    photo = next(path for path in assets.fetch_stills()["face_recognition"]
+                 if path.name == "obama.jpg")  # nobody of the training videos; never trained on
+    report_path = tmp_path / "photo.json"
+    result = scan_cli(str(photo), "--url", scan_server.grpc_url, "--report", str(report_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["frames_with_faces"] == 1
+    assert report["verdict"] in ("likely real", "uncertain"), report["frames"]
+    assert f"verdict: {report['verdict']}" in result.stdout
+    assert report["real_below"] <= report["threshold"]
+
+
 def test_a_clip_without_faces_is_a_verdict(scan_server: TritonServer) -> None:
     result = scan_cli(str(assets.footage("no_face.mp4")), "--url", scan_server.grpc_url)
     assert result.returncode == 0, result.stdout + result.stderr

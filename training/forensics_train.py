@@ -4,6 +4,9 @@ Every batch is half real faces and half fakes. A fake is, with the `swaps` recip
 swaps or a self-blended image made on the spot from a real training face (half each); with the
 `sbi-only` recipe always a self-blended image, so that our swaps stay an unseen generator. Real
 and fake alike get a random flip, a small random crop and JPEG compression at quality 40-100.
+The `photo` and `photo-sbi` recipes are `swaps` and `sbi-only` with photo-like degradations
+instead of the JPEG step (training/photo_augment.py: rescale, blur, sharpening, noise, colour,
+gamma, grey, JPEG 30-95), so that face size, sharpness and camera tell nothing.
 The loss is binary cross-entropy (weighted by class frequency, as DLDFD does). Runs are bounded
 by minutes or steps, checkpoint on the way and resume.
 """
@@ -26,9 +29,12 @@ from swaptron import assets
 from swaptron.networks.fake_score import load_detector
 from swaptron.networks.forensics import DEFAULT_INPUT_SIZE, DETECTOR_NAMES, build_detector
 from swaptron.training.forensics_data import Dataset, load_dataset
+from swaptron.training.photo_augment import photo_augment
 from swaptron.training.self_blend import jpeg, self_blend
 
-RECIPES = ("swaps", "sbi-only")
+RECIPES = ("swaps", "sbi-only", "photo", "photo-sbi")
+WITH_SWAPS = ("swaps", "photo")  # recipes whose fakes include our swaps
+PHOTO = ("photo", "photo-sbi")  # recipes with photo-like degradations
 LEARNING_RATES = {"meso4": 1e-3, "dldfd": 1e-3, "sbi": 3e-4}  # Adam; the papers' 1e-3
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -93,14 +99,18 @@ def load_pools(folder: Path, dataset: Dataset, split: str = "train") -> Pools:
     return Pools(real, landmarks, swaps)
 
 
-def augment(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Flip, crop up to 6% away at random, resize to the model's input, JPEG."""
+def augment(image: np.ndarray, size: int, rng: np.random.Generator, photo: bool = False
+            ) -> np.ndarray:
+    """Flip, crop up to 6% away at random, resize to the model's input, JPEG (or, with
+    `photo`, the photo-like degradations at crop size before the resize)."""
     if rng.random() < 0.5:
         image = image[:, ::-1]
     side = image.shape[0]
     keep = int(side * rng.uniform(0.94, 1.0))
     top, left = (int(v) for v in rng.integers(0, side - keep + 1, 2))
     crop = np.ascontiguousarray(image[top:top + keep, left:left + keep])
+    if photo:
+        return cv2.resize(photo_augment(crop, rng), (size, size), interpolation=cv2.INTER_AREA)
     return jpeg(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), rng)
 
 
@@ -112,12 +122,12 @@ def batch(pools: Pools, recipe: str, size: int, count: int, rng: np.random.Gener
         pick = int(rng.integers(len(pools.real)))
         if position % 2 == 0:
             image, label = pools.real[pick], 0.0
-        elif recipe == "swaps" and pools.swaps and rng.random() < 0.5:
+        elif recipe in WITH_SWAPS and pools.swaps and rng.random() < 0.5:
             image, label = pools.swaps[int(rng.integers(len(pools.swaps)))], 1.0
         else:
             image = self_blend(pools.real[pick], pools.real_landmarks[pick], rng).image
             label = 1.0
-        images.append(augment(image, size, rng))
+        images.append(augment(image, size, rng, recipe in PHOTO))
         labels.append(label)
     faces = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
     return faces, torch.tensor(labels)
@@ -149,7 +159,7 @@ def train_detector(options: ForensicsTrainOptions) -> RunHistory:
     folder = options.dataset
     dataset = load_dataset(folder)
     pools = load_pools(folder, dataset)
-    if options.recipe == "swaps" and not pools.swaps:
+    if options.recipe in WITH_SWAPS and not pools.swaps:
         raise ForensicsTrainError(f"{folder} holds no swap to train the `swaps` recipe on")
     model, size = build(options)
     base_rate = LEARNING_RATES[options.model]
@@ -219,9 +229,12 @@ def load_trained(path: Path) -> tuple[torch.nn.Module, dict[str, object]]:
         raise ForensicsTrainError(str(error)) from error
 
 
-def export_weights(run: Path, target: Path) -> None:
-    """A run's detector as committed: the state dict in float16 (half the size)."""
+def export_weights(run: Path, target: Path, serving: dict[str, object] | None = None) -> None:
+    """A run's detector as committed: the state dict in float16 (half the size), with the
+    served calibration, bands and domain rules (networks/fake_score.ScoreServing) when given."""
     saved = torch.load(run, map_location="cpu", weights_only=False)
+    if serving is not None:
+        saved["serving"] = serving
     saved["state_dict"] = {k: v.half() if v.is_floating_point() else v
                            for k, v in saved["state_dict"].items()}
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -32,9 +32,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from swaptron.client.connection import Connection
 from swaptron.client.errors import CONNECTION_ERRORS, StreamError, first_line
 from swaptron.client.identities import served_identities
+from swaptron.client.scan import detector_facts
 from swaptron.client.stream import answer_outputs
 from swaptron.client.transport import StreamOptions
 from swaptron.specs import FACE_CHOICES, STREAM, STREAM_CHECKED
+from swaptron.verdicts import Cuts
 from swaptron.web.session import PageMessageError, PageSession, Send, SessionLimits
 
 LOG = logging.getLogger("swaptron.web")
@@ -92,6 +94,7 @@ class Gateway:
         self.sessions = 0
         self.model = options.model or STREAM
         self.identities: list[str] = []
+        self.cuts: Cuts | None = None  # the served detector's, on a checked stream
         self.default_identity: str | None = None
         self.app = web.Application(client_max_size=64 * 1024)
         self.app.router.add_get("/", self.page)
@@ -115,6 +118,9 @@ class Gateway:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 if await connection.readiness(STREAM_CHECKED) is None:
                     self.model = STREAM_CHECKED
+        if self.checked:
+            facts = await asyncio.to_thread(detector_facts, self.options.url)
+            self.cuts = facts.cuts
         served = await asyncio.to_thread(served_identities, self.options.url)
         self.identities, self.default_identity = served.identities, served.default
         LOG.info("gateway on http://%s:%d streams through %s at %s (identities: %s)",
@@ -189,7 +195,7 @@ class Gateway:
                                 outputs=answer_outputs(self.model))
         session = PageSession(self.connection,  # type: ignore[arg-type]  (opened at startup)
                               options, self.options.limits, self.sender(socket),
-                              self.identities)
+                              self.identities, self.cuts)
         await socket.send_str(json.dumps({
             "type": "hello", "identities": self.identities, "default": self.default_identity,
             "faces": list(FACE_CHOICES), "checked": self.checked, "model": self.model,

@@ -12,8 +12,8 @@ Wire format (the page's app.js speaks the same):
   ms), then one JPEG;
 - page -> gateway, text: {"type": "choose", "identity": name|null, "faces": "all"|"largest"};
 - gateway -> page, binary: uint32 little-endian header length, a JSON header {"t": capture
-  time, "faces": [[x1, y1, x2, y2, score], ...] in pixels, "fake_score": float|null}, then the
-  swapped JPEG;
+  time, "faces": [[x1, y1, x2, y2, score], ...] in pixels, "fake_score": float|null, "verdict":
+  "likely real"|"uncertain"|"likely swapped"|null}, then the swapped JPEG;
 - gateway -> page, text: {"type": "hello" | "dropped" | "failed" | "refused" | "busy" | "error",
   ...}.
 """
@@ -42,6 +42,7 @@ from swaptron.specs import (
     SWAPPED,
     identity_refusal,
 )
+from swaptron.verdicts import Cuts
 
 TIMESTAMP = struct.Struct("<d")
 HEADER_LENGTH = struct.Struct("<I")
@@ -120,9 +121,10 @@ def jpeg_size(jpeg: memoryview) -> tuple[int, int] | None:
 
 
 def encode_answer(page_time: float, tensors: dict[str, np.ndarray], quality: int,
-                  timing: dict[str, float]) -> bytes:
+                  timing: dict[str, float], cuts: Cuts | None = None) -> bytes:
     """The binary message of a swapped frame: header length, JSON header (with the gateway's
-    own milliseconds: waiting for a window slot, and Triton's round trip), JPEG."""
+    own milliseconds: waiting for a window slot, and Triton's round trip; the frame's verdict
+    when the served detector's `cuts` are known), JPEG."""
     swapped = tensors[SWAPPED]
     ok, jpeg = cv2.imencode(".jpg", swapped,
                             (cv2.IMWRITE_JPEG_QUALITY, quality))
@@ -132,9 +134,10 @@ def encode_answer(page_time: float, tensors: dict[str, np.ndarray], quality: int
     boxes = [] if faces is None else [
         [round(float(v), 1) for v in row[:4]] + [round(float(row[4]), 3)]
         for row in faces if row[4] > 0]
-    header = json.dumps({"t": page_time, "faces": boxes,
-                         "fake_score": frame_fake_score(tensors.get(FAKE_SCORE)),
-                         "gateway_ms": timing}).encode()
+    fake_score = frame_fake_score(tensors.get(FAKE_SCORE))
+    verdict = None if fake_score is None or cuts is None else cuts.band(fake_score)
+    header = json.dumps({"t": page_time, "faces": boxes, "fake_score": fake_score,
+                         "verdict": verdict, "gateway_ms": timing}).encode()
     return HEADER_LENGTH.pack(len(header)) + header + jpeg.tobytes()
 
 
@@ -168,8 +171,9 @@ class PageSession:
     page."""
 
     def __init__(self, connection: Connection, options: StreamOptions, limits: SessionLimits,
-                 send: Send, identities: list[str]) -> None:
+                 send: Send, identities: list[str], cuts: Cuts | None = None) -> None:
         self.limits = limits
+        self.cuts = cuts
         self.send = send
         self.identities = identities
         self.transport = Transport(connection, replace(options, max_inflight=limits.max_inflight,
@@ -222,7 +226,7 @@ class PageSession:
                       "triton": round((outcome.timing.receive - outcome.timing.send) * 1000, 1)}
             try:
                 answer = await asyncio.to_thread(encode_answer, page_time, outcome.tensors,
-                                                 self.limits.jpeg_quality, timing)
+                                                 self.limits.jpeg_quality, timing, self.cuts)
             except PageMessageError as error:
                 await self.send(json.dumps({"type": "failed", "t": page_time,
                                             "error": str(error)}))

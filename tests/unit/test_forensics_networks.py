@@ -16,6 +16,8 @@ from torch import nn
 
 from swaptron import assets
 from swaptron.export.tensorrt_check import check_model, summary
+from swaptron.networks.crops import forensic_crops
+from swaptron.networks.fake_score import BAND_MARGIN, FakeScorer, ScoreServing, domain_facts
 from swaptron.networks.forensics import (
     DEFAULT_INPUT_SIZE,
     DETECTOR_NAMES,
@@ -32,6 +34,10 @@ from swaptron.networks.forensics import (
     multiply_accumulates,
     same_padding,
 )
+from swaptron.networks.geometry import GraphOptions
+from swaptron.networks.pipeline import build_finder
+from swaptron.specs import LANDMARKS, PRESENCE
+from swaptron.verdicts import DomainRules
 
 SMALL_SIZE = {"meso4": 64, "dldfd": 64, "sbi": 96}  # fast shape checks
 EXPORT_SIZE = {"meso4": 256, "dldfd": 64, "sbi": 224}
@@ -189,3 +195,70 @@ def test_multiply_accumulates() -> None:
                          nn.Linear(4, 2))
     assert multiply_accumulates(tiny, 8) == 8 * 8 * 4 * 3 + 4 * 2
     assert dldfd_widened_stem_extra_macs(224) == (7 * 7 * 192 * 64 - 7 * 7 * 3 * 64) * 112 * 112
+
+
+def served_scorer(rules: DomainRules) -> FakeScorer:
+    """A meso4 scorer with a calibration and bands, as `swaptron forensics evaluate` commits,
+    built for the tensorrt target (fixed shapes)."""
+    serving = ScoreServing(scale=0.5, bias=-0.2, real_below=0.3, threshold=0.6, rules=rules)
+    return FakeScorer(detector("meso4", 64), 64, GraphOptions(fixed_shapes=True),
+                      serving).eval()
+
+
+@pytest.fixture(scope="module")
+def megamind_face() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Megamind's anchor frame, its face's landmarks (our finder's) and presence, batch 1."""
+    frame = assets.read_frames(assets.demo_video(), [assets.ANCHOR_FRAME])[0]
+    found = build_finder(1).find(frame[None])
+    return (torch.from_numpy(frame[None]), torch.from_numpy(found[LANDMARKS]),
+            torch.from_numpy(found[PRESENCE]))
+
+
+def exported_scores(scorer: FakeScorer, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+    """The scorer exported to ONNX (checked for TensorRT) and run in ONNX Runtime."""
+    buffer = io.BytesIO()
+    torch.onnx.export(scorer, inputs, buffer, dynamo=False, opset_version=17,
+                      input_names=["FRAME", "LANDMARKS", "PRESENCE"],
+                      output_names=["FAKE_SCORE"])
+    findings = check_model(onnx.load_from_string(buffer.getvalue()))
+    assert not findings, summary(findings)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    names = ("FRAME", "LANDMARKS", "PRESENCE")
+    return session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
+def test_the_served_score_is_calibrated_in_domain_and_banded_outside(
+        megamind_face: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+    frame, landmarks, presence = megamind_face
+    assert presence[0, 0] > 0.5
+    inside = served_scorer(DomainRules())
+    with torch.no_grad():
+        crops, _ = forensic_crops(frame, landmarks, inside.template, 64)
+        logit = inside.detector(crops)[0]
+        got = inside(frame, landmarks, presence)[0, 0]
+    assert float(got) == pytest.approx(float(torch.sigmoid(0.5 * logit - 0.2)), abs=1e-6)
+    np.testing.assert_allclose(exported_scores(inside, megamind_face), [[float(got)]],
+                               atol=1e-4)
+    width, sharpness, luma = domain_facts(crops, landmarks[0])
+    assert 100.0 < float(width[0]) < 400.0 and float(sharpness[0]) > 0.0
+    assert 20.0 < float(luma[0]) < 235.0
+    too_small = served_scorer(DomainRules(min_width_px=float(width[0]) + 1.0))
+    too_dark = served_scorer(DomainRules(min_luma=float(luma[0]) + 1.0))
+    for scorer in (too_small, too_dark):
+        with torch.no_grad():
+            assert not scorer.inside(crops, landmarks)[0, 0]
+            banded = float(scorer(frame, landmarks, presence)[0, 0])
+        assert banded == pytest.approx(min(max(float(got), 0.3), 0.6 - BAND_MARGIN), abs=1e-6)
+        np.testing.assert_allclose(exported_scores(scorer, megamind_face), [[banded]],
+                                   atol=1e-4)
+
+
+def test_the_serving_survives_the_detector_file(tmp_path: Path) -> None:
+    serving = ScoreServing(0.7, 0.1, 0.2, 0.5, DomainRules(30.0, 2.0, 25.0, 240.0))
+    assert ScoreServing.from_dict(serving.to_dict()) == serving
+    with pytest.raises(ValueError, match="real_below"):
+        FakeScorer(detector("meso4", 64), 64, serving=ScoreServing(real_below=0.7,
+                                                                   threshold=0.6))

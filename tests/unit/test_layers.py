@@ -21,7 +21,8 @@ PACKAGES = {  # folder -> package
 # the contract (specs, with the refusal words it shares with the selector), the ensembles'
 # wiring and the Triton workarounds both build on, and the shared helpers
 BASE = {"swaptron.arguments", "swaptron.assets", "swaptron.specs", "swaptron.weights",
-        "swaptron.refusals", "swaptron.triton_workarounds", "swaptron.wiring"}
+        "swaptron.refusals", "swaptron.triton_workarounds", "swaptron.wiring",
+        "swaptron.verdicts"}
 # what each layer may import from swaptron (besides its own package)
 ALLOWED = {
     "swaptron.networks": BASE,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from swaptron import assets
 from swaptron.networks.crops import forensic_template
+from swaptron.training.photo_augment import PhotoAugment, photo_augment, rescaled
 from swaptron.training.self_blend import hull_mask, jpeg, self_blend
 
 SIZE = 128
@@ -45,3 +47,17 @@ def test_jpeg_keeps_the_size_and_changes_the_pixels() -> None:
     compressed = jpeg(image, np.random.default_rng(0))
     assert compressed.shape == image.shape and compressed.dtype == np.uint8
     assert not np.array_equal(compressed, image)
+
+
+def test_photo_augment_keeps_the_crop_and_is_seeded() -> None:
+    image = cv2.imread(str(assets.footage("multi_face.jpg")))[:256, :256].copy()
+    first = photo_augment(image, np.random.default_rng(3))
+    assert first.shape == image.shape and first.dtype == np.uint8
+    assert np.array_equal(first, photo_augment(image, np.random.default_rng(3)))
+    grey = photo_augment(image, np.random.default_rng(0), PhotoAugment(p_grey=1.0, p_jpeg=0.0))
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 1],
+                                                                          grey[..., 2])
+    small = rescaled(image.astype(np.float32), 0.25)
+    assert small.shape == image.shape
+    assert np.abs(np.diff(small, axis=1)).mean() < np.abs(np.diff(image.astype(np.float32),
+                                                                  axis=1)).mean()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from swaptron.specs import FACES, FAKE_SCORE, SWAPPED
+from swaptron.verdicts import Cuts
 from swaptron.web.gateway import GatewayError, GatewayOptions, check_options, is_loopback
 from swaptron.web.session import (
     HEADER_LENGTH,
@@ -58,9 +59,19 @@ def test_an_answer_carries_the_page_time_faces_score_and_a_jpeg() -> None:
     header = json.loads(message[4:4 + length])
     assert header["t"] == 77.25
     assert header["faces"] == [[10.0, 20.0, 50.0, 60.0, 0.9]]  # the empty slot is left out
-    assert header["fake_score"] == 0.25
+    assert header["fake_score"] == 0.25 and header["verdict"] is None  # cuts unknown
     image = cv2.imdecode(np.frombuffer(message[4 + length:], np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (80, 100, 3) and abs(int(image.mean()) - 120) <= 2
+
+
+def test_an_answer_carries_the_frames_verdict_by_the_served_cuts() -> None:
+    tensors = {SWAPPED: np.zeros((16, 16, 3), np.uint8),
+               FAKE_SCORE: np.array([0.6, -1], np.float32)}
+    for cuts, said in ((Cuts(0.8, 0.5), "uncertain"), (Cuts(0.55, 0.5), "likely swapped"),
+                       (Cuts(0.9, 0.7), "likely real")):
+        message = encode_answer(1.0, tensors, 80, {"wait": 0.0, "triton": 0.0}, cuts)
+        (length,) = HEADER_LENGTH.unpack_from(message)
+        assert json.loads(message[4:4 + length])["verdict"] == said
 
 
 def test_the_rate_cap_lets_a_burst_of_two_then_the_rate_through() -> None:

@@ -12,7 +12,7 @@ const KEEP_SENT = 16;         // sent JPEGs kept to pair with their answers (the
 
 const state = {
   socket: null, timer: null, streaming: false, window: 2, encoding: 0, skipped: 0, sent: 0, received: 0, dropped: 0, failed: 0,
-  latencies: [], allLatencies: [], gatewayWait: [], triton: [], shown: [], fake: null, sentJpegs: new Map(), lastPair: null,
+  latencies: [], allLatencies: [], gatewayWait: [], triton: [], shown: [], fake: null, verdict: null, sentJpegs: new Map(), lastPair: null,
   status: "",
 };
 
@@ -45,7 +45,8 @@ function render() {
   $("p50").textContent = isNaN(s.p50) ? "-" : s.p50.toFixed(0);
   $("p95").textContent = isNaN(s.p95) ? "-" : s.p95.toFixed(0);
   for (const key of ["sent", "received", "dropped", "failed"]) $(key).textContent = s[key];
-  $("fake").textContent = s.fake_score === null ? "-" : s.fake_score.toFixed(2);
+  $("fake").textContent = s.fake_score === null ? "-"
+    : s.fake_score.toFixed(2) + (state.verdict ? ` (${state.verdict})` : "");
 }
 
 function fillPicker(select, names, chosen) {
@@ -129,7 +130,10 @@ async function showAnswer(buffer) {
   for (const series of [state.latencies, state.gatewayWait, state.triton]) {
     if (series.length > KEEP_LATENCIES) series.shift();
   }
-  if (header.fake_score !== null) state.fake = header.fake_score;
+  if (header.fake_score !== null) {
+    state.fake = header.fake_score;
+    state.verdict = header.verdict;
+  }
   const sent = state.sentJpegs.get(header.t);
   if (sent) state.lastPair = { input: sent, output: jpeg, faces: header.faces };
 }
