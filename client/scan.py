@@ -21,12 +21,13 @@ from tritonclient.utils import InferenceServerException
 from swaptron.client.credentials import CredentialsError, describe, read_manifest
 from swaptron.client.infer import sync_client
 from swaptron.client.metrics import StreamMetrics
+from swaptron.client.scan_marks import FaceRows, read_marks, reading_summary
 from swaptron.client.scan_report import clip_verdict, stretches
 from swaptron.client.sinks import VideoSink
 from swaptron.client.sources import FrameSource
 from swaptron.client.stream import Streamer, StreamOptions
 from swaptron.client.transport import Outcome
-from swaptron.specs import FACES, FAKE_SCORE, FORENSICS, SCAN
+from swaptron.specs import FACES, FAKE_SCORE, FORENSICS, MARK, SCAN
 from swaptron.verdicts import Cuts
 
 
@@ -34,12 +35,14 @@ class ScanError(RuntimeError):
     """The scan cannot run (no forgery detector served); the message says how to fix it."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class FaceScore:
     """One face of a frame: its box (x1, y1, x2, y2, frame pixels) and fake score (0..1)."""
 
     box: list[float]
     fake_score: float
+    slot: int = 0  # the face slot it came in (FACES row)
+    marked: bool | None = None  # the provenance mark read on its track (None: not read)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class DetectorFacts:
     name: str
     cuts: Cuts
     card: dict[str, float]
+    reads_marks: bool = False  # the scan ensemble gives MARK (the provenance mark's bits)
 
 
 def detector_facts(url: str) -> DetectorFacts:
@@ -72,10 +76,12 @@ def detector_facts(url: str) -> DetectorFacts:
     with sync_client(url) as client:
         try:
             config = client.get_model_config(FORENSICS, as_json=True)["config"]
+            scan_config = client.get_model_config(SCAN, as_json=True)["config"]
         except InferenceServerException as error:
-            raise ScanError(f"the server at {url} serves no `{FORENSICS}` model ({error}): "
-                            "export one with `swaptron export` after `make forensics-weights`"
-                            ) from error
+            raise ScanError(f"the server at {url} serves no `{FORENSICS}` model or `{SCAN}` "
+                            f"ensemble ({error}): export one with `swaptron export` after "
+                            "`make forensics-weights`") from error
+    reads_marks = any(output["name"] == MARK for output in scan_config.get("output", []))
     parameters = {key: value["string_value"]
                   for key, value in config.get("parameters", {}).items()}
     card = {key.removeprefix("card_"): float(value) for key, value in parameters.items()
@@ -83,7 +89,7 @@ def detector_facts(url: str) -> DetectorFacts:
     threshold = float(parameters.get("threshold", "0.5"))
     real_below = float(parameters.get("real_below", threshold))  # older servers: two verdicts
     return DetectorFacts(parameters.get("detector", "unknown"), Cuts(threshold, real_below),
-                         card)
+                         card, reads_marks)
 
 
 VERDICT_COLOURS = {"likely real": (0, 200, 0), "uncertain": (0, 200, 230),
@@ -113,19 +119,42 @@ class Collector:
         self.video = video
         self.progress = progress
         self.frames: dict[int, FrameScan] = {}
+        self.marks: dict[int, np.ndarray] = {}
 
     def __call__(self, outcome: Outcome) -> None:
         if outcome.status != "received":
             return
         item, tensors = outcome.item, outcome.tensors
-        faces = [FaceScore([round(float(v), 1) for v in box[:4]], round(float(score), 4))
-                 for box, score in zip(tensors[FACES], tensors[FAKE_SCORE], strict=True)
+        faces = [FaceScore([round(float(v), 1) for v in box[:4]], round(float(score), 4), slot)
+                 for slot, (box, score) in enumerate(zip(tensors[FACES], tensors[FAKE_SCORE],
+                                                         strict=True))
                  if box[4] > 0 and score >= 0]
+        if MARK in tensors:
+            self.marks[item.index] = tensors[MARK]
         self.frames[item.index] = FrameScan(item.index, round(item.index / self.fps, 3),
                                             "received", faces)
         if self.video is not None:
             self.video.put(item.index, annotate(item.frame, faces, self.cuts))
         self.progress.update(1)
+
+
+def mark_report(frames: list[FrameScan], marks: dict[int, np.ndarray], reads_marks: bool
+                ) -> dict[str, object]:
+    """Each face track's provenance mark (setting each face's `marked`), and whether any face
+    is marked; nothing read when the server's scan ensemble has no MARK."""
+    if not reads_marks:
+        return {"marked": None, "marks": []}
+    scanned = [frame for frame in frames if frame.faces and frame.index in marks]
+    rows = [FaceRows(frame.time_s, [face.box for face in frame.faces],
+                     [face.slot for face in frame.faces], marks[frame.index])
+            for frame in scanned]
+    summaries = []
+    for number, (track, reading) in enumerate(read_marks(rows), start=1):
+        for frame, face in track:
+            scanned[frame].faces[face].marked = reading.present
+        summaries.append(reading_summary(number, scanned[track[0][0]].time_s,
+                                         scanned[track[-1][0]].time_s, reading))
+    return {"marked": any(summary["marked"] for summary in summaries), "marks": summaries}
 
 
 def credentials_of(spec: str) -> str | None:
@@ -145,7 +174,8 @@ def scan(source: FrameSource, url: str, video: VideoSink | None = None,
          max_inflight: int = 3) -> dict[str, object]:
     """Scan every frame of a source through the served `scan` ensemble; the report."""
     facts = detector_facts(url)
-    options = StreamOptions(url=url, model=SCAN, outputs=(FACES, FAKE_SCORE),
+    outputs = (FACES, FAKE_SCORE, MARK) if facts.reads_marks else (FACES, FAKE_SCORE)
+    options = StreamOptions(url=url, model=SCAN, outputs=outputs,
                             max_inflight=max_inflight, live=False)
     metrics = StreamMetrics(origin=time.monotonic())
     total = source.frame_count()
@@ -178,5 +208,6 @@ def scan(source: FrameSource, url: str, video: VideoSink | None = None,
                                                [f.score for f in frames],
                                                facts.cuts.threshold, source.fps),
         "credentials": credentials_of(source.options.spec),
+        **mark_report(frames, collector.marks, facts.reads_marks),
         "frames": [{**asdict(frame), "score": frame.score} for frame in frames],
     }

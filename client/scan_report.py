@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from swaptron.client.scan_marks import mark_line
 from swaptron.verdicts import LIKELY_REAL, LIKELY_SWAPPED, UNCERTAIN, VERDICTS, Cuts
 
 NO_FACES = "no faces found"
@@ -100,6 +101,11 @@ def summary_lines(report: dict[str, object]) -> list[str]:
             lines.append(f"  above the threshold from {stretch['start_s']:.2f} s to "
                          f"{stretch['end_s']:.2f} s")
     lines.append(f"  detector {report['detector']} (card: {figures or 'no card'})")
+    if report.get("marked") is None:
+        lines.append("provenance mark: not read (the server's scan ensemble gives no MARK)")
+    else:
+        lines.append("provenance mark (swaptron's own, independent of the score above):")
+        lines += [mark_line(summary) for summary in report["marks"]]  # type: ignore[union-attr]
     credentials = report.get("credentials")
     lines.append(f"credentials: {credentials}" if credentials else
                  "credentials: none (no C2PA manifest; re-encoding strips one)")

@@ -41,6 +41,7 @@ from swaptron.specs import (
     SAMPLER,
     SELECTOR,
     SWAPPED,
+    SWAPPER,
     TARGET,
     TRACK_KEYPOINT_LANDMARKS,
     TRACK_PRESENCE,
@@ -165,7 +166,8 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
     tensors[TARGET] = (np.arange(len(frames)) % identities).astype(np.int32).reshape(-1, 1)
     files = source_files(pipeline_options)
     facts = {SELECTOR: selector_facts(pipeline, dfms, default_identity),
-             TRACKER: tracker_facts(specs, serving), SAMPLER: sampler_facts(serving)}
+             TRACKER: tracker_facts(specs, serving), SAMPLER: sampler_facts(serving),
+             SWAPPER: mark_facts(pipeline_options)}
     if forensics:
         facts[FORENSICS] = detector_facts(pipeline_options)
     if dfms:
@@ -240,6 +242,13 @@ def sampler_facts(serving: ServingOptions) -> dict[str, str]:
     the presence a face needs to be scored, and the streams it keeps."""
     return {"forensics": FORENSICS, "score_interval": str(serving.score_interval),
             "presence_threshold": str(TRACK_PRESENCE), "max_streams": str(serving.max_streams)}
+
+
+def mark_facts(options: PipelineOptions) -> dict[str, str]:
+    """What clients show of the swapper's invisible mark: on or off (only `swaptron export
+    --no-mark` turns it off) and the server id it carries."""
+    return {"mark": "on" if options.mark.enabled else "off",
+            "mark_server_id": str(options.mark.server_id)}
 
 
 def module_source(module: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from swaptron.arguments import positive_float, positive_int
 from swaptron.assets import AssetError, project_dir
+from swaptron.mark_code import SERVER_BITS
 from swaptron.specs import FRAME_LIMITS, TARGETS
 
 # The deployment's engine profile: `swaptron export` takes them as the defaults of --max-frame
@@ -34,6 +35,14 @@ def frame_size(text: str) -> tuple[int, int]:
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, got {text!r}") from error
     return height, width
+
+
+def mark_server_id(text: str) -> int:
+    """A server id the mark can carry (SERVER_BITS wide)."""
+    value = int(text) if text.isdigit() else -1
+    if not 0 <= value < 2 ** SERVER_BITS:
+        raise argparse.ArgumentTypeError(f"expected 0..{2 ** SERVER_BITS - 1}, got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve a DFM face-swap model (DeepFaceLab/DeepFaceLive .dfm) as the "
                              "identity NAME (default: the file's stem) beside our own; "
                              "repeatable; --identity may name one as the default (docs/dfm.md)")
+    parser.add_argument("--no-mark", action="store_true",
+                        help="leave the invisible mark out of the swapped faces (the operator's "
+                             "choice; no request can turn it off; docs/provenance.md)")
+    parser.add_argument("--mark-server-id", type=mark_server_id, default=0,
+                        help="the server id the mark carries (0-65535; default 0)")
     parser.add_argument("--force", action="store_true", help="re-export even if up to date")
 
 
@@ -113,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from swaptron.export.tensorrt import ProfileOptions
     from swaptron.networks.dfm import DfmError
     from swaptron.networks.pipeline import PipelineOptions
+    from swaptron.networks.watermark import MarkOptions
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.max_faces < 1:
@@ -128,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
     pipeline = PipelineOptions(max_faces=args.max_faces, weights=args.weights,
                                identity=None if dfm_default else args.identity,
                                face_size=args.face_size,
-                               detector=detector, face_detector=args.face_detector)
+                               detector=detector, face_detector=args.face_detector,
+                               mark=MarkOptions(enabled=not args.no_mark,
+                                                server_id=args.mark_server_id))
     serving = ServingOptions(target=args.target, max_batch_size=args.max_batch_size,
                              dynamic_batching=not args.no_dynamic_batching,
                              queue_delay_us=args.queue_delay_us, instances=args.instances,

@@ -21,8 +21,10 @@ from swaptron.networks.face_template import load_template
 from swaptron.networks.fake_score import FakeScorer, build_scorer
 from swaptron.networks.geometry import GraphOptions
 from swaptron.networks.landmarker import FaceLandmarker
+from swaptron.networks.mark_reader import MarkReader
 from swaptron.networks.stabilizer import Stabilizer, initial_state
 from swaptron.networks.swapper import BlendOptions, FaceSwapper
+from swaptron.networks.watermark import MarkOptions, build_mark
 from swaptron.specs import (
     DETECTOR,
     FACES,
@@ -33,6 +35,8 @@ from swaptron.specs import (
     LANDMARKER,
     LANDMARKS,
     LARGEST_ONLY,
+    MARK,
+    MARK_READER,
     NUM_LANDMARKS,
     PRESENCE,
     RESET,
@@ -61,6 +65,7 @@ class PipelineOptions:
     face_detector: str = DEFAULT_VARIANT  # BlazeFace variant: short, back or full
     detector: str | None = "default"  # forgery detector of the `forensics` model: a name
     # (meso4, dldfd, sbi), "default" (the card's pick, when its weights exist) or None (none)
+    mark: MarkOptions = field(default_factory=MarkOptions)  # the swapper's invisible mark
 
     def weights_file(self) -> Path | None:
         """The autoencoder weights to load, None for a randomly initialised autoencoder."""
@@ -105,6 +110,7 @@ class Pipeline(FaceFinder):
     swapper: FaceSwapper
     stabilizer: Stabilizer
     scorer: FakeScorer | None = None
+    reader: MarkReader | None = None  # the mark reader of `scan` (build_pipeline gives one)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """Modules by model name."""
@@ -112,6 +118,8 @@ class Pipeline(FaceFinder):
                  STABILIZER: self.stabilizer}
         if self.scorer is not None:
             found[FORENSICS] = self.scorer
+        if self.reader is not None:
+            found[MARK_READER] = self.reader
         return found
 
     @torch.no_grad()
@@ -132,8 +140,8 @@ class Pipeline(FaceFinder):
 
     @torch.no_grad()
     def run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        """Every tensor of the ensembles for uint8 BGR frames [B,H,W,3] (FAKE_SCORE of the
-        original frames, as `scan` gives it)."""
+        """Every tensor of the ensembles for uint8 BGR frames [B,H,W,3] (FAKE_SCORE and MARK
+        of the original frames, as `scan` gives them)."""
         tensors = self.find(frames)
         frame = torch.from_numpy(np.ascontiguousarray(frames))
         landmarks = torch.from_numpy(tensors[LANDMARKS])
@@ -143,6 +151,8 @@ class Pipeline(FaceFinder):
         tensors[SWAPPED] = self.swapper(frame, landmarks, presence, target, largest_only).numpy()
         if self.scorer is not None:
             tensors[FAKE_SCORE] = self.scorer(frame, landmarks, presence).numpy()
+        if self.reader is not None:
+            tensors[MARK] = self.reader(frame, landmarks, presence)[0].numpy()
         return tensors
 
 
@@ -182,9 +192,12 @@ def build_pipeline(options: PipelineOptions) -> Pipeline:
     """Load weights and build the three modules."""
     finder = build_finder(options.max_faces, options.graph, options.face_detector)
     autoencoder = load_autoencoder(options)
+    template, size = load_template(), autoencoder.preset.face_size
+    mark = build_mark(options.mark, size, len(autoencoder.decoders))
     swapper = FaceSwapper(autoencoder, options.identity or default_identity(autoencoder),
-                          load_template(), BlendOptions(), options.graph)
+                          template, BlendOptions(), options.graph, mark)
+    reader = MarkReader(size, template, options.mark.key, graph=options.graph)
     detector_file = options.detector_file()
     scorer = None if detector_file is None else build_scorer(detector_file, options.graph)
     return Pipeline(finder.detector, finder.landmarker, swapper.eval(),
-                    Stabilizer(options.max_faces).eval(), scorer)
+                    Stabilizer(options.max_faces).eval(), scorer, reader.eval())

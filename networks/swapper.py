@@ -31,6 +31,7 @@ from swaptron.networks.geometry import (
     select_rows,
     similarity_fit,
 )
+from swaptron.networks.watermark import FaceMark
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,24 @@ def align_faces(frame: torch.Tensor, landmarks: torch.Tensor, template: torch.Te
     outline masks [B*K,1,S,S]; with `keep` [B,K] (bool), masks are only computed for the slots
     it marks (the others are zero). Extraction for training uses this same function.
     """
-    to_face = alignment(landmarks, template)
-    crops = sample_frame(frame, invert_similarity(to_face), face_size, face_size,
-                         graph or GraphOptions(), keep) / 255.0
+    to_face, crops = align_crops(frame, landmarks, template, face_size, graph, keep)
     outline = apply_affine(landmarks[:, :, list(FACE_OVAL)], to_face)
     if keep is None:  # every slot (fixed shapes)
         return to_face, crops, outline_mask(outline.flatten(0, 1), face_size, feather, erode)
     kept, rows = select_rows(outline.flatten(0, 1), keep.reshape(-1))
     mask = outline_mask(kept, face_size, feather, erode)
     return to_face, crops, scatter_rows(mask, rows, crops.shape[0])
+
+
+def align_crops(frame: torch.Tensor, landmarks: torch.Tensor, template: torch.Tensor,
+                face_size: int, graph: GraphOptions | None = None,
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frame-to-face similarity [B,K,2,3] and the aligned crops [B*K,3,S,S] in [0,1] (the
+    swapper's, the mark reader's)."""
+    to_face = alignment(landmarks, template)
+    crops = sample_frame(frame, invert_similarity(to_face), face_size, face_size,
+                         graph or GraphOptions(), keep) / 255.0
+    return to_face, crops
 
 
 def outline_mask(outline: torch.Tensor, face_size: int, feather: float, erode: float
@@ -145,11 +155,16 @@ class FaceSwapper(nn.Module):
     Every decoder of the autoencoder is in the graph, in the order of `identities`; TARGET
     picks one per frame, so one exported swapper serves every identity and frames asking for
     different ones still batch together.
+    With `mark` (networks/watermark.py), every swapped face gets the invisible mark right
+    after the colour transfer, carrying the server id and its identity index; no input of the
+    graph reaches it.
     """
 
     def __init__(self, autoencoder: FaceAutoencoder, default: str, template: np.ndarray,
-                 options: BlendOptions | None = None, graph: GraphOptions | None = None) -> None:
+                 options: BlendOptions | None = None, graph: GraphOptions | None = None,
+                 mark: FaceMark | None = None) -> None:
         super().__init__()
+        self.mark = mark  # the invisible mark, fixed at export (None: the operator's --no-mark)
         self.graph = graph or GraphOptions()
         self.identities = tuple(autoencoder.decoders)
         if default not in self.identities:
@@ -214,6 +229,8 @@ class FaceSwapper(nn.Module):
             generated = scatter_rows(self.swap_faces(kept, targets[rows]), rows, batch * slots)
         mask = mask * valid.reshape(-1, 1, 1, 1)
         generated = transfer_colour(generated, originals, mask, options.std_ratio_limits)
+        if self.mark is not None:  # every slot's face carries its identity index
+            generated = self.mark(generated, targets)
         layers = torch.cat([generated * 255.0, mask], dim=1).reshape(batch, slots, 4, size, size)
         return self.composite(frame, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from swaptron.mark_code import CODE_BITS
 from swaptron.refusals import identity_refusal as identity_refusal
 from swaptron.triton_workarounds import PUBLISHED_SUFFIX as PUBLISHED_SUFFIX
 from swaptron.triton_workarounds import passed_through_selector, published
@@ -25,6 +26,8 @@ KEYPOINTS = "KEYPOINTS"
 LANDMARKS = "LANDMARKS"
 PRESENCE = "PRESENCE"
 FAKE_SCORE = "FAKE_SCORE"
+MARK = "MARK"  # the mark reader's soft bits per face slot [K,CODE_BITS] (swaptron/mark_code.py)
+MARK_PRESENCE = "MARK_PRESENCE"  # PRESENCE passed through the mark reader (stands for PRESENCE)
 IDENTITY = "IDENTITY"  # optional request input: the identity faces become (a name)
 WHICH_FACES = "WHICH_FACES"  # optional request input: "all" (default) or "largest"
 TARGET = "TARGET"  # the identity's index among the swapper's decoders (INT32)
@@ -46,6 +49,7 @@ DETECTOR = "detector"
 LANDMARKER = "landmarker"
 SWAPPER = "swapper"
 FORENSICS = "forensics"
+MARK_READER = "mark_reader"  # reads the swapper's invisible mark (networks/mark_reader.py)
 ENSEMBLE = "faceswap"
 SCAN = "scan"
 CHECKED = "faceswap_checked"
@@ -242,6 +246,7 @@ def model_specs(max_faces: int, dfm: bool = False) -> dict[str, ModelSpec]:
     landmarks = TensorSpec(LANDMARKS, "FP32", (max_faces, NUM_LANDMARKS, 2))
     presence = TensorSpec(PRESENCE, "FP32", (max_faces,))
     fake_score = TensorSpec(FAKE_SCORE, "FP32", (max_faces,))
+    mark = TensorSpec(MARK, "FP32", (max_faces, CODE_BITS))
     steadied = (faces, landmarks, presence)
     morph_out = (TensorSpec(MORPH, "FP32", (1,)),) if dfm else ()
     target = TensorSpec(TARGET, "INT32", (1,))
@@ -269,6 +274,13 @@ def model_specs(max_faces: int, dfm: bool = False) -> dict[str, ModelSpec]:
         ModelSpec(FORENSICS, (frame(), landmarks, presence), (fake_score,),
                   "forensic crop per face slot, forgery detector: probability of a swap "
                   "(-1 for an empty slot)"),
+        # PRESENCE passes through, so the scan's next step reads an output of this one (every
+        # ensemble is a chain: tests/unit/test_configs.py)
+        ModelSpec(MARK_READER, (frame(), landmarks, presence),
+                  (mark, TensorSpec(MARK_PRESENCE, "FP32", (max_faces,))),
+                  "per face slot: the swapper's alignment, the luma's projection on the mark's "
+                  "patterns over the margin (soft bits, 0 for an empty slot); PRESENCE passes "
+                  "through", stands_for=((MARK_PRESENCE, PRESENCE),)),
         ModelSpec(TRACKER, (frame(),), (faces, landmarks, presence),
                   "per stream: the detector on keyframes, each face's crop from its previous "
                   "landmarks between them, the landmarker on every frame (server/"

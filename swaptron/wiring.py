@@ -18,6 +18,7 @@ from swaptron.specs import (
     FORENSICS,
     FRAME,
     LANDMARKER,
+    MARK_READER,
     SAMPLER,
     SCAN,
     SELECTOR,
@@ -157,12 +158,14 @@ def faceswap_ensemble(max_faces: int, stateful: bool = False, dfm: bool = False
 
 
 def scan_ensemble(max_faces: int) -> EnsembleSpec:
-    """`scan`: detector -> landmarker -> forensics; FACES, LANDMARKS and FAKE_SCORE out."""
+    """`scan`: detector -> landmarker -> mark reader -> forensics (PRESENCE passes through the
+    reader); FACES, LANDMARKS, FAKE_SCORE and MARK (the invisible mark's soft bits, its own
+    output beside the score) out."""
     specs = model_specs(max_faces)
-    outputs = (specs[DETECTOR].network_outputs[0], specs[LANDMARKER].network_outputs[0],
-               specs[FORENSICS].network_outputs[0])
-    return ensemble(SCAN, tuple(Step(specs[name]) for name in (DETECTOR, LANDMARKER, FORENSICS)),
-                    outputs)
+    names = (DETECTOR, LANDMARKER, MARK_READER, FORENSICS)
+    outputs = tuple(specs[name].network_outputs[0]
+                    for name in (DETECTOR, LANDMARKER, FORENSICS, MARK_READER))
+    return ensemble(SCAN, tuple(Step(specs[name]) for name in names), outputs)
 
 
 def checked_ensemble(max_faces: int, stateful: bool = False, dfm: bool = False

@@ -51,7 +51,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> DfmInfo:
 @pytest.fixture(scope="module")
 def footage() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(frame, LANDMARKS [1,1,468,2], PRESENCE [1,1]) of real frames with one face."""
-    torch.set_num_threads(1)
     finder = build_finder(1)
     found = []
     for frame in assets.read_frames(assets.footage("single_face.mp4"), list(FRAMES)):

@@ -109,6 +109,11 @@ def test_a_held_out_real_clip_and_our_swap_of_it(scan_server: TritonServer,
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
         assert len(assets.read_frames(tmp_path / f"{name}.mp4")) == len(frames)
         assert f"verdict: {report['verdict']}" in result.stdout
+        if name == "real":  # an unmarked real video reads as unmarked, face by face
+            assert report["marked"] is False and report["marks"]
+            assert all(face["marked"] is False for frame in report["frames"]
+                       for face in frame["faces"])
+            assert "mark: absent" in result.stdout and "mark: present" not in result.stdout
     assert verdicts == {"real": "likely real", "swapped": "likely swapped"}
 
 

@@ -35,6 +35,7 @@ from swaptron.export.tensorrt import (
     size_text,
 )
 from swaptron.networks.pipeline import PipelineOptions
+from swaptron.networks.watermark import MarkOptions
 from swaptron.server.ort_session import OrtChain
 from swaptron.specs import (
     FRAME,
@@ -77,9 +78,11 @@ def test_tensorrt_graphs_pass_the_check_and_cpu_graphs_only_declare_shapes(
 
 def test_new_graphs_give_the_outputs_of_the_graphs_before_the_rewrite(
         tmp_path_factory: pytest.TempPathFactory, megamind_frames: list[np.ndarray]) -> None:
-    """The reference was made with the short-range detector, the default then."""
+    """The reference was made with the short-range detector, the default then, and before the
+    swapper marked its faces (the mark, off here, is checked in tests/unit/test_watermark.py)."""
     reference = np.load(REFERENCE)
-    short = PipelineOptions(face_detector="short", detector=None)
+    short = PipelineOptions(face_detector="short", detector=None,
+                            mark=MarkOptions(enabled=False))
     for target in ("python-ort", "tensorrt"):
         repository = export_target(tmp_path_factory, target, short)
         chain = OrtChain.open(repository)

@@ -22,7 +22,7 @@ PACKAGES = {  # folder -> package
 # wiring and the Triton workarounds both build on, and the shared helpers
 BASE = {"swaptron.arguments", "swaptron.assets", "swaptron.specs", "swaptron.weights",
         "swaptron.refusals", "swaptron.triton_workarounds", "swaptron.wiring",
-        "swaptron.verdicts"}
+        "swaptron.mark_code", "swaptron.verdicts"}
 # what each layer may import from swaptron (besides its own package)
 ALLOWED = {
     "swaptron.networks": BASE,

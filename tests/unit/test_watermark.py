@@ -1,0 +1,192 @@
+"""The invisible mark: the shared code (payload, patterns, vote), the embedder in the swapper
+graph, the reader graph, and real faces read back after JPEG 70 and an H.264 round trip through
+PyAV (real footage, real landmarks, real encoders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from swaptron import assets
+from swaptron.benchmarks.watermark import SERVER_ID, MarkedSwapper, jpeg
+from swaptron.client.h264 import H264Options, read_frames, write_h264
+from swaptron.client.marks import read_track, track_faces
+from swaptron.export import onnx_export
+from swaptron.export.tensorrt_check import check_model
+from swaptron.mark_code import (
+    CODE_BITS,
+    VARIANTS,
+    MarkKey,
+    MarkReading,
+    decode,
+    decode_payload,
+    encode_payload,
+)
+from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
+from swaptron.networks.watermark import FaceMark, face_patterns, luma
+from swaptron.specs import FRAME, LANDMARKS, PRESENCE, SWAPPER, model_specs
+
+FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return build_pipeline(PipelineOptions(max_faces=1, detector=None))
+
+
+@pytest.fixture(scope="module")
+def real_frames() -> list[np.ndarray]:
+    return list(read_frames(assets.footage("single_face.mp4"), FRAMES))
+
+
+@pytest.fixture(scope="module")
+def marked_frames(pipeline: Pipeline, real_frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The real frames with each face marked where the swapper marks it (the real face kept
+    as the generated face: the hardest host)."""
+    swapper = pipeline.swapper
+    mark = FaceMark(swapper.face_size, len(swapper.identities), SERVER_ID).eval()
+    found = pipeline.find(np.stack(real_frames))
+    with torch.no_grad():
+        marked = MarkedSwapper(swapper, mark, real_host=True)(
+            torch.from_numpy(found[FRAME]), torch.from_numpy(found[LANDMARKS]),
+            torch.from_numpy(found[PRESENCE]))
+    return list(marked.numpy())
+
+
+def readings(pipeline: Pipeline, frames: list[np.ndarray]) -> tuple[MarkReading,
+                                                                     list[MarkReading]]:
+    """The reader graph on every frame (landmarks found afresh), then the vote over all
+    frames' first face and each frame's own one-frame reading."""
+    found = pipeline.find(np.stack(frames))
+    with torch.no_grad():
+        marks = pipeline.reader(*(torch.from_numpy(found[name])
+                                  for name in (FRAME, LANDMARKS, PRESENCE)))[0].numpy()
+    assert (found[PRESENCE][:, 0] > 0.5).all()
+    return decode(marks[:, 0]), [decode(row[:1, 0]) for row in np.split(marks, len(frames))]
+
+
+def expected_identity(pipeline: Pipeline) -> int:
+    return pipeline.swapper.identities.index(pipeline.swapper.default)
+
+
+def test_payload_round_trip_and_every_single_bit_error_is_caught() -> None:
+    key = MarkKey()
+    code = encode_payload(0xBEEF, 7, key)
+    assert code.shape == (CODE_BITS,) and decode_payload(code, key) == (0xBEEF, 7)
+    for bit in range(CODE_BITS):
+        flipped = code.copy()
+        flipped[bit] ^= 1
+        assert decode_payload(flipped, key) is None
+    assert decode_payload(code, MarkKey(secret=b"another")) is None
+    with pytest.raises(ValueError, match="does not fit"):
+        encode_payload(1 << 16, 0, key)
+
+
+def test_patterns_are_orthonormal_keyed_and_blind_to_brightness() -> None:
+    patterns = face_patterns(64, MarkKey()).astype(np.float64)
+    assert np.allclose(patterns @ patterns.T, np.eye(CODE_BITS), atol=1e-5)
+    ys, xs = np.mgrid[0:64, 0:64]
+    for nuisance in (np.ones(64 * 64), xs.reshape(-1), ys.reshape(-1)):
+        assert np.abs(patterns @ nuisance).max() < 1e-3
+    other = face_patterns(64, MarkKey(secret=b"another")).astype(np.float64)
+    assert np.abs(patterns @ other.T).max() < 0.5
+
+
+def test_decode_votes_over_frames_variants_and_skips_empty_slots() -> None:
+    rng = np.random.default_rng(0)
+    signs = [encode_payload(9, 3, MarkKey(), variant % VARIANTS) * 2.0 - 1.0
+             for variant in range(30)]  # a variant per frame, as the embedder picks them
+    soft = np.stack(signs) + rng.normal(0.0, 0.8, (30, CODE_BITS))
+    soft = np.concatenate([np.zeros((2, CODE_BITS)), soft])  # empty slots count for nothing
+    reading = decode(soft)
+    assert (reading.present, reading.server_id, reading.identity) == (True, 9, 3)
+    assert reading.frames == 24 and reading.confidence > 0.5
+    assert not decode(soft, MarkKey(secret=b"another")).present
+    assert not decode(rng.normal(0.0, 3.0, (24, CODE_BITS))).present
+    assert decode(np.zeros((0, CODE_BITS))) == MarkReading(False, None, None, 0.0, 0)
+
+
+def test_track_faces_follows_boxes_and_read_track_takes_each_tracks_slot() -> None:
+    boxes = [[[0, 0, 10, 10], [50, 50, 60, 60]], [[51, 51, 61, 61], [1, 0, 11, 10]]]
+    assert track_faces(boxes) == [[(0, 0), (1, 1)], [(0, 1), (1, 0)]]
+    code = encode_payload(0, 2, MarkKey()) * 2.0 - 1.0
+    marks = [np.stack([code, np.zeros(CODE_BITS)]), np.stack([np.zeros(CODE_BITS), code])]
+    assert read_track(marks, [(0, 0), (1, 1)]).identity == 2
+    assert not read_track(marks, [(0, 1), (1, 0)]).present
+
+
+def test_mark_graph_runs_in_onnx_runtime_passes_tensorrt_check(tmp_path: Path) -> None:
+    mark = FaceMark(64, 3, SERVER_ID).eval()
+    faces = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8), size=(64, 64),
+                                            mode="bilinear", align_corners=False)  # smooth
+    targets = torch.tensor([2, 0])
+    path = tmp_path / "mark.onnx"
+    torch.onnx.export(mark, (faces, targets), str(path), dynamo=False, opset_version=17,
+                      input_names=["faces", "targets"], output_names=["marked"],
+                      dynamic_axes={"faces": {0: "n"}, "targets": {0: "n"}})
+    assert check_model(onnx.load(str(path))) == []
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (marked,) = session.run(None, {"faces": faces.numpy(), "targets": targets.numpy()})
+    with torch.no_grad():
+        assert np.allclose(marked, mark(faces, targets).numpy(), atol=1e-5)
+    projection = luma(torch.from_numpy(marked)).numpy() @ mark.patterns.numpy().T
+    variants = mark.signs.numpy()[targets.numpy()]  # [2,VARIANTS,CODE_BITS]
+    carried = ((variants * projection[:, None, :]) > 0).mean(axis=2).max(axis=1)
+    assert (carried > 0.95).all()
+
+
+def test_the_exported_swapper_marks_every_face_whatever_the_request(
+        pipeline: Pipeline, real_frames: list[np.ndarray], tmp_path: Path) -> None:
+    """The swapper graph's inputs are the spec's (none is a switch), and for every TARGET and
+    LARGEST_ONLY its face carries that identity's codeword (read with the swapper's own
+    landmarks)."""
+    swapper, spec = pipeline.swapper, model_specs(1)[SWAPPER]
+    tensors = pipeline.run(np.stack(real_frames[:2]))
+    model = onnx_export.to_onnx(swapper, spec, tensors, "test")
+    assert [item.name for item in model.graph.input] == spec.graph_input_names()
+    path = tmp_path / "swapper.onnx"
+    path.write_bytes(model.SerializeToString())
+    session = onnx_export.session(path)
+    frame, landmarks, presence = (tensors[name] for name in (FRAME, LANDMARKS, PRESENCE))
+    for target in range(len(swapper.identities)):
+        for largest in (0, 1):
+            feeds = {**{name: tensors[name] for name in (FRAME, LANDMARKS, PRESENCE)},
+                     spec.inputs[3].name: np.full((2, 1), target, np.int32),
+                     spec.inputs[4].name: np.full((2, 1), largest, np.int32)}
+            swapped = session.run(None, feeds)[0]
+            with torch.no_grad():
+                marks = pipeline.reader(torch.from_numpy(swapped), torch.from_numpy(landmarks),
+                                        torch.from_numpy(presence))[0].numpy()
+            codes = np.stack([encode_payload(0, target, MarkKey(), variant)
+                              for variant in range(VARIANTS)]).astype(bool)
+            agree = ((marks[0, 0][None] > 0) == codes).mean(axis=1).max()
+            assert agree >= 0.9, (target, largest, agree)
+    assert not np.array_equal(swapped, frame)
+
+
+def test_marked_stream_reads_back_after_jpeg70(pipeline: Pipeline,
+                                               marked_frames: list[np.ndarray]) -> None:
+    vote, _ = readings(pipeline, jpeg(marked_frames, 70))
+    assert vote.present
+    assert (vote.server_id, vote.identity) == (SERVER_ID, expected_identity(pipeline))
+
+
+def test_marked_stream_reads_back_after_h264_round_trip(
+        pipeline: Pipeline, marked_frames: list[np.ndarray], tmp_path: Path) -> None:
+    path = write_h264(tmp_path / "marked.mp4", marked_frames, 30.0,
+                      H264Options(bitrate=1_000_000, threads=1))
+    vote, _ = readings(pipeline, list(read_frames(path)))
+    assert vote.present
+    assert (vote.server_id, vote.identity) == (SERVER_ID, expected_identity(pipeline))
+
+
+def test_unmarked_real_video_reads_as_unmarked(pipeline: Pipeline,
+                                              real_frames: list[np.ndarray]) -> None:
+    vote, singles = readings(pipeline, real_frames)
+    assert not vote.present and vote.server_id is None
+    assert not any(single.present for single in singles)
