@@ -121,7 +121,7 @@ def command_line(args: argparse.Namespace) -> str:
     if args.check:
         parts.append("--check")
     if args.head_export:
-        parts += ["--head-export", repr(args.head_export)]
+        parts += ["--head-export", shlex.quote(args.head_export)]
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
