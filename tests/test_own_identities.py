@@ -14,8 +14,10 @@ import tritonclient.grpc as grpcclient
 
 from swaptron import assets
 from swaptron.server.launcher import TritonServer, free_ports
-from swaptron.specs import ENSEMBLE, FRAME, IDENTITY, SWAPPED
+from swaptron.specs import ENSEMBLE, SWAPPED
 from swaptron.training.train import WEIGHTS
+
+from helpers import swap_inputs
 
 pytestmark = pytest.mark.server
 
@@ -50,14 +52,8 @@ def test_identities_from_two_videos_go_from_footage_to_a_served_swap(tmp_path: P
         swapped = {}
         with grpcclient.InferenceServerClient(server.grpc_url) as client:
             for identity in (None, "w", "m"):
-                tensor = grpcclient.InferInput(FRAME, [1, *frame.shape], "UINT8")
-                tensor.set_data_from_numpy(frame[None])
-                inputs = [tensor]
-                if identity is not None:
-                    choice = grpcclient.InferInput(IDENTITY, [1, 1], "BYTES")
-                    choice.set_data_from_numpy(np.array([[identity.encode()]], dtype=object))
-                    inputs.append(choice)
-                swapped[identity] = client.infer(ENSEMBLE, inputs).as_numpy(SWAPPED)[0]
+                swapped[identity] = client.infer(ENSEMBLE, swap_inputs(frame, identity)
+                                                 ).as_numpy(SWAPPED)[0]
     np.testing.assert_array_equal(swapped[None], swapped["w"])
     assert np.abs(swapped["w"].astype(int) - frame).max() > 40  # the face was replaced
     assert np.abs(swapped["m"].astype(int) - swapped["w"]).max() > 40  # by another decoder

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -157,20 +159,29 @@ def prepare(output: Path, sources: list[Source], swap_weights: list[Path],
     cropper = Cropper(build_finder(max_faces=1), size)
     dataset = Dataset(size, {s.name: str(s.path) for s in sources},
                       [str(p) for p in swap_weights])
-    staging = output.with_name(output.name + ".part")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged(output) as staging:
         for source in sources:
             prepare_source(source, staging, cropper, pipelines, dataset)
         if not any(f.label == 0 for f in dataset.faces):
             raise PrepareError("no face was found in any source")
         (staging / META).write_text(json.dumps(asdict(dataset)))
+    return dataset
+
+
+@contextmanager
+def staged(output: Path) -> Iterator[Path]:
+    """A fresh `<output>.part` folder to write into; it replaces `output` when the block ends
+    and is removed when the block fails, so `output` is always whole or absent."""
+    staging = output.with_name(output.name + ".part")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(output, ignore_errors=True)
     staging.replace(output)
-    return dataset
 
 
 def prepare_source(source: Source, staging: Path, cropper: Cropper,

@@ -14,7 +14,6 @@ here may train or tune a detector.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 from swaptron import assets
 from swaptron.networks.pipeline import FaceFinder, Pipeline, build_finder
 from swaptron.specs import LANDMARKS, PRESENCE, SWAPPED
-from swaptron.training.forensics_data import PrepareError, swap_pipelines
+from swaptron.training.forensics_data import PrepareError, staged, swap_pipelines
 
 MAX_FACES = 6  # slots per photo (multi_face.jpg shows five people)
 PRESENCE_THRESHOLD = 0.5
@@ -107,21 +106,14 @@ def build_ood(output: Path, swap_weights: list[Path],
     finder = build_finder(MAX_FACES)
     result = StillSet([str(p) for p in swap_weights],
                       {source: [p.name for p in paths] for source, paths in stills.items()})
-    staging = output.with_name(output.name + ".part")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "photos").mkdir(parents=True)
-    try:
+    with staged(output) as staging:
+        (staging / "photos").mkdir()
         for source, paths in stills.items():
             for path in paths:
                 add_photo(staging, result, finder, pipelines, source, path)
         if not any(face.label == 0 for face in result.faces):
             raise PrepareError("no face was found in any still photo")
         (staging / META).write_text(json.dumps(asdict(result)))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(output, ignore_errors=True)
-    staging.replace(output)
     return result
 
 
