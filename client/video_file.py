@@ -8,6 +8,8 @@ that faces were swapped by swaptron, into which identity and when (client/creden
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -77,6 +79,15 @@ class OpenCvWriter:
         self.writer.release()
 
 
+def unsigned_file(path: Path) -> Path:
+    """A new empty file beside `path` for the unsigned video, made by us alone (O_EXCL, 0600):
+    a predictable name in a shared folder could be a link another user planted."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".unsigned{path.suffix}",
+                                    dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
 class SignedH264Writer:
     """H.264 into a file beside `path`, signed into `path` on close (or moved there)."""
 
@@ -84,10 +95,11 @@ class SignedH264Writer:
                  video_format: VideoFormat) -> None:
         self.path = path
         self.video_format = video_format
-        self.unsigned = path.with_name(f".{path.stem}.unsigned{path.suffix}")
+        self.unsigned = unsigned_file(path)
         try:
             self.writer = H264Writer(self.unsigned, fps, size)
         except H264Error as error:
+            self.unsigned.unlink(missing_ok=True)
             raise VideoFileError(f"cannot write video {path}: {error}") from error
 
     def write(self, frame: np.ndarray) -> None:

@@ -98,7 +98,7 @@ def refuse(path: Path, fault: str) -> DfmError:
 def load_graph(path: Path, size_limit: int) -> onnx.ModelProto:
     """The ONNX model in the file, after the existence, size and format checks."""
     if not path.is_file():
-        raise refuse(path, "no such file")
+        raise refuse(path, "not a file (a folder)" if path.is_dir() else "no such file")
     size = path.stat().st_size
     if size > size_limit:
         raise refuse(path, f"{size} bytes is over the size limit of {size_limit} bytes")
