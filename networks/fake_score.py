@@ -9,7 +9,8 @@ runs through the detector.
 
 With `ScoreServing` (carried in the committed detector file by `swaptron forensics evaluate`) the
 graph also calibrates and guards the score: the logit goes through the Platt calibration fitted on
-the video validation split (p = sigmoid(scale * logit + bias)), and a face outside the detector's
+the video validation split (p = sigmoid(scale * logit + bias)), the logit fused with the detail
+cues (networks/detail_cues.py) when the file carries a fusion, and a face outside the detector's
 domain (swaptron/verdicts.py DomainRules: narrower than min_width_px, a Laplacian variance under
 min_sharpness, mean luma outside [min_luma, max_luma], all measured inside the graph) has its
 score clamped into the uncertain band [real_below, threshold - BAND_MARGIN], so that it can never
@@ -26,6 +27,7 @@ from torch import nn
 from torch.nn import functional
 
 from swaptron.networks.crops import forensic_crops, forensic_template
+from swaptron.networks.detail_cues import CueFusion, Fusion
 from swaptron.networks.forensics import build_detector
 from swaptron.networks.geometry import GraphOptions, Precision
 from swaptron.verdicts import DomainRules, check_cuts
@@ -129,7 +131,22 @@ class FakeScorer(nn.Module):
 
 def load_detector(path: Path) -> tuple[nn.Module, dict[str, object]]:
     """A trained detector (eval mode, float32) and its metadata (model, input_size, recipe)
-    from a `detector.pt` that `swaptron forensics train` wrote (or its committed copy)."""
+    from a `detector.pt` that `swaptron forensics train` wrote (or its committed copy); fused
+    with the detail cues (networks/detail_cues.py) when the file carries a fusion."""
+    network, meta = load_network(path)
+    return fused(network, meta), meta
+
+
+def fused(network: nn.Module, meta: dict[str, object]) -> nn.Module:
+    """The network fused with the detail cues when `meta` carries a fusion, else the network."""
+    fusion = meta.get("fusion")
+    if not isinstance(fusion, dict):
+        return network
+    return CueFusion(network, int(meta["input_size"]), Fusion.from_dict(fusion)).eval()
+
+
+def load_network(path: Path) -> tuple[nn.Module, dict[str, object]]:
+    """The trained network alone (eval mode, float32) and its metadata."""
     if not path.is_file():
         raise FileNotFoundError(f"detector weights {path} do not exist: run "
                                 "`make forensics-weights`")
@@ -143,9 +160,10 @@ def load_detector(path: Path) -> tuple[nn.Module, dict[str, object]]:
 def build_scorer(path: Path, graph: GraphOptions | None = None) -> FakeScorer:
     """The `forensics` graph's module around a trained detector file (float16 network with
     the tensorrt target's --fp16)."""
-    detector, meta = load_detector(path)
+    network, meta = load_network(path)
     graph = graph or GraphOptions()
     serving = meta.get("serving")
-    return FakeScorer(Precision(detector, graph.fp16_networks), int(meta["input_size"]),
+    detector = fused(Precision(network, graph.fp16_networks), meta)
+    return FakeScorer(detector, int(meta["input_size"]),
                       graph, ScoreServing.from_dict(serving) if isinstance(serving, dict)
                       else None).eval()

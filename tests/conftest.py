@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from skimage import data
 
 from swaptron import assets
 from swaptron.export.build import export_repository
 from swaptron.export.repository import ServingOptions
-from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
+from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_finder, build_pipeline
 from swaptron.server.launcher import TritonServer, free_ports
+from swaptron.specs import LANDMARKS, PRESENCE
 
 from helpers import export_target
 
@@ -80,6 +82,15 @@ def tiny_repository(tmp_path: Path) -> Path:
 def megamind_frames() -> list[np.ndarray]:
     """Every frame of the demo video (BGR uint8)."""
     return assets.read_frames(assets.demo_video())
+
+
+@pytest.fixture(scope="session")
+def megamind_face() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Megamind's anchor frame, its face's landmarks (our finder's) and presence, batch 1."""
+    frame = assets.read_frames(assets.demo_video(), [assets.ANCHOR_FRAME])[0]
+    found = build_finder(1).find(frame[None])
+    return (torch.from_numpy(frame[None]), torch.from_numpy(found[LANDMARKS]),
+            torch.from_numpy(found[PRESENCE]))
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,7 @@ from swaptron.training.forensics_train import load_trained
 from swaptron.verdicts import LIKELY_SWAPPED, DomainRules, verdict
 
 FORENSICS = assets.weights_root() / "forensics"
-HELD_OUT_FRAME = 247  # Megamind's test segment (the last quarter, after the gap); at 250 the
-# back-camera detector misses the blurry swapped face
+UNSEEN_FRAME = 30  # of the unseen video (forensics_data.UNSEEN), never trained on
 
 
 def test_a_face_free_or_corrupt_source_is_named_and_nothing_is_written(tmp_path: Path) -> None:
@@ -63,11 +62,11 @@ def test_auc_and_eer_on_known_scores() -> None:
 
 
 @pytest.fixture(scope="module")
-def held_out_faces(megamind_frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """A held-out real Megamind face and the same frame swapped (a2b), both cropped the way
-    `prepare` and the served graph crop them."""
+def held_out_faces() -> tuple[np.ndarray, np.ndarray]:
+    """A real face of the unseen video (a person no detector trained on) and the same frame
+    swapped (into b), both cropped the way `prepare` and the served graph crop them."""
     cropper = Cropper(build_finder(max_faces=1), 256)
-    frame = megamind_frames[HELD_OUT_FRAME]
+    frame = assets.read_frames(assets.footage("single_face.mp4"), [UNSEEN_FRAME])[0]
     swapped = build_pipeline(PipelineOptions(max_faces=1, identity="b")).run(
         frame[None])[SWAPPED][0]
     real, fake = cropper.crop(frame), cropper.crop(swapped)

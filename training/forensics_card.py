@@ -26,6 +26,7 @@ import onnxruntime as ort
 import torch
 from matplotlib.figure import Figure
 
+from swaptron.networks.detail_cues import CueFusion
 from swaptron.networks.forensics import DETECTOR_NAMES, multiply_accumulates
 from swaptron.training.forensics_data import Dataset, FaceRecord, load_dataset
 from swaptron.training.forensics_metrics import auc, eer, roc
@@ -133,19 +134,21 @@ def evaluate_model(name: str, runs: Path, sets: dict[str, dict], recipe: str = "
                    stills: StillPhotos | None = None
                    ) -> tuple[dict[str, object], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """One model's card entry, and ROC inputs for its plot."""
-    model, meta = load_trained(runs / name / recipe / "detector.pt")
+    network, meta = load_trained(runs / name / recipe / "detector.pt")
     size = int(meta["input_size"])
+    serving, validation, fusion = serving_for(network, size, sets)
+    model = CueFusion(network, size, fusion).eval()
     scores = {split: {kind: score(model, size, images) for kind, (images, _) in kinds.items()}
               for split, kinds in sets.items()}
-    serving, validation = serving_for(model, size, sets)
     threshold = raw_cut(serving)  # the served cut, on these uncalibrated scores
     test, unseen = scores["test"], scores["unseen"]
     entry: dict[str, object] = {
         "input_size": size,
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "macs_per_face": multiply_accumulates(model, size),
+        "parameters": int(sum(p.numel() for p in network.parameters())),
+        "macs_per_face": multiply_accumulates(network, size),
         "ms_per_face": onnx_ms_per_face(model, size, 1),
         "ms_per_face_batch8": onnx_ms_per_face(model, size, 8),
+        "fusion": fusion.to_dict(),
         "threshold": round(threshold, 6),
         "auc_vs_our_swaps": round(auc(test["real"], test["swaps"]), 4),
         "auc_vs_self_blend": round(auc(test["real"], test["self_blend"]), 4),

@@ -159,7 +159,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             source = args.runs / name / args.recipe / "detector.pt"
             entry = card["models"].get(name, {})  # type: ignore[union-attr]
             if source.is_file() and not entry.get("carried_over"):
-                export_weights(source, args.output / f"{name}.pt", entry.get("serving"))
+                export_weights(source, args.output / f"{name}.pt", entry.get("serving"),
+                               entry.get("fusion"))
     except (PrepareError, ForensicsTrainError, AssetError) as error:
         print(f"error: {error}")
         return 1

@@ -7,6 +7,10 @@
   validation real faces through (then the cut that lets VAL_FPR through);
   `real_below` is the calibrated even odds, 0.5 (or `threshold` when that is lower): under it the
   detector leans real, and between the two it leans swapped without confidence ("uncertain").
+- Fusion (networks/detail_cues.py): a logistic regression of the detector's logit and the detail
+  cues, fitted on FUSION_DRAWS photo-augmented copies (training/photo_augment.py) of the
+  validation segment's real faces and our swaps; it calibrates the fused logit itself, so the
+  Platt step is skipped and the bands are chosen on the unaugmented validation faces.
 - Domain rules: a face narrower than MIN_WIDTH_SHARE of the smallest training face width (the
   smallest scale the photo augmentation reaches), blurrier than SHARPNESS_SHARE of the 1st
   percentile of validation real faces' sharpness, or with a mean luma beyond what training
@@ -21,10 +25,13 @@ import cv2
 import numpy as np
 import torch
 
+from swaptron.networks.detail_cues import Fusion
 from swaptron.networks.fake_score import ScoreServing, domain_facts
 from swaptron.verdicts import DomainRules
 
 VAL_FPR = 0.01
+FUSION_L2 = 1e-2  # the fusion's penalty on its standardised weights
+FUSION_DRAWS = 6  # photo-augmented copies of each validation face the fusion is fitted on
 VAL_MISS = 0.05
 EVEN_ODDS = 0.5
 GAMMA_RANGE = (0.7, 1.4)  # photo_augment.PhotoAugment.gamma
@@ -92,11 +99,44 @@ def gamma(luma: float, exponent: float) -> float:
     return 255.0 * (max(luma, 0.0) / 255.0) ** exponent
 
 
+def fit_fusion(logits: np.ndarray, cues: np.ndarray, labels: np.ndarray,
+               l2: float = FUSION_L2, steps: int = 500) -> Fusion:
+    """The detector's logit and the detail cues [N,CUES] weighed by a logistic regression
+    (standardised inputs, classes weighted equally, an L2 penalty `l2` on the weights) on the
+    photo-augmented validation faces (`labels` 0 real, 1 our swaps)."""
+    mean, spread = cues.mean(axis=0), np.maximum(cues.std(axis=0), 1e-6)
+    logit_spread = max(float(logits.std()), 1e-6)
+    inputs = torch.from_numpy(np.c_[logits / logit_spread, (cues - mean) / spread])
+    targets = torch.from_numpy(labels.astype(np.float64))
+    positives = max(float(targets.sum()), 1.0)
+    negatives = max(float(len(targets) - targets.sum()), 1.0)
+    weights = torch.where(targets > 0, 0.5 / positives, 0.5 / negatives)
+    params = torch.zeros(inputs.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        fused = inputs @ params[:-1] + params[-1]
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(
+            fused, targets, reduction="none") * weights).sum() + l2 * (params[:-1] ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    found = params.detach().numpy()
+    return Fusion(round(float(found[0]) / logit_spread, 6),
+                  tuple(round(float(v), 6) for v in found[1:-1]),
+                  tuple(round(float(v), 6) for v in mean),
+                  tuple(round(float(v), 6) for v in spread), round(float(found[-1]), 6))
+
+
 def choose_serving(val_real: np.ndarray, val_fakes: np.ndarray,
-                   swaps_per_video: list[np.ndarray], rules: DomainRules) -> ScoreServing:
-    """Calibration (on real vs every fake) and bands (see the module's docstring) from the
+                   swaps_per_video: list[np.ndarray], rules: DomainRules,
+                   calibrate: bool = True) -> ScoreServing:
+    """Calibration (on real vs every fake; none when `calibrate` is false: a fused logit is
+    calibrated by its fusion already) and bands (see the module's docstring) from the
     validation logits (our swaps grouped by video)."""
-    scale, bias = fit_platt(val_real, val_fakes)
+    scale, bias = fit_platt(val_real, val_fakes) if calibrate else (1.0, 0.0)
     real = calibrated(val_real, scale, bias)
     threshold = float(np.quantile(real, 1.0 - VAL_FPR)) if len(real) else 0.5
     cuts = [float(np.quantile(calibrated(swaps, scale, bias), VAL_MISS))

@@ -229,12 +229,16 @@ def load_trained(path: Path) -> tuple[torch.nn.Module, dict[str, object]]:
         raise ForensicsTrainError(str(error)) from error
 
 
-def export_weights(run: Path, target: Path, serving: dict[str, object] | None = None) -> None:
+def export_weights(run: Path, target: Path, serving: dict[str, object] | None = None,
+                   fusion: dict[str, object] | None = None) -> None:
     """A run's detector as committed: the state dict in float16 (half the size), with the
-    served calibration, bands and domain rules (networks/fake_score.ScoreServing) when given."""
+    served calibration, bands and domain rules (networks/fake_score.ScoreServing) and the
+    detail cues' fusion (networks/detail_cues.Fusion) when given."""
     saved = torch.load(run, map_location="cpu", weights_only=False)
     if serving is not None:
         saved["serving"] = serving
+    if fusion is not None:
+        saved["fusion"] = fusion
     saved["state_dict"] = {k: v.half() if v.is_floating_point() else v
                            for k, v in saved["state_dict"].items()}
     target.parent.mkdir(parents=True, exist_ok=True)

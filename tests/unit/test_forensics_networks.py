@@ -35,8 +35,6 @@ from swaptron.networks.forensics import (
     same_padding,
 )
 from swaptron.networks.geometry import GraphOptions
-from swaptron.networks.pipeline import build_finder
-from swaptron.specs import LANDMARKS, PRESENCE
 from swaptron.verdicts import DomainRules
 
 SMALL_SIZE = {"meso4": 64, "dldfd": 64, "sbi": 96}  # fast shape checks
@@ -203,15 +201,6 @@ def served_scorer(rules: DomainRules) -> FakeScorer:
     serving = ScoreServing(scale=0.5, bias=-0.2, real_below=0.3, threshold=0.6, rules=rules)
     return FakeScorer(detector("meso4", 64), 64, GraphOptions(fixed_shapes=True),
                       serving).eval()
-
-
-@pytest.fixture(scope="module")
-def megamind_face() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Megamind's anchor frame, its face's landmarks (our finder's) and presence, batch 1."""
-    frame = assets.read_frames(assets.demo_video(), [assets.ANCHOR_FRAME])[0]
-    found = build_finder(1).find(frame[None])
-    return (torch.from_numpy(frame[None]), torch.from_numpy(found[LANDMARKS]),
-            torch.from_numpy(found[PRESENCE]))
 
 
 def exported_scores(scorer: FakeScorer, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
