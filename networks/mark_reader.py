@@ -1,50 +1,124 @@
 """The mark's reader graph (the `mark_reader` model of the `scan` ensemble).
 
-FRAME uint8 [B,H,W,3], LANDMARKS [B,K,468,2] and PRESENCE [B,K] -> MARK [B,K,CODE_BITS]: each
-present face is aligned exactly as the swapper aligns it (networks/swapper.alignment), its luma
-is projected on the key's patterns (swaptron/mark_code.py) and divided by the margin: soft bits,
-about +-1 where the swapper marked the face, 0 for an empty slot. The vote over a face's frames
-and the payload check are the client's (swaptron/mark_code.decode); the reading is its own
-output, never folded into FAKE_SCORE.
+FRAME uint8 [B,H,W,3], LANDMARKS [B,K,468,2] and PRESENCE [B,K] -> MARK [B,K,CODE_BITS]. The
+mark is anchored to the frame (networks/watermark.py), so no face is aligned: the frame's luma
+is high-passed (its Gaussian blur of sigma `key.highpass` taken off), weighed per face slot by a
+smooth elliptical window over the face (`key.window` of the face outline's extent), folded onto
+one T x T tile (the frame cut into tiles from its top-left corner, the tiles summed) and
+projected on the key's patterns, each projection divided by the window's energy on that pattern
+and by the strength: soft bits, about +-1 where the swapper marked the face, 0 for an empty slot.
+The same is done for a frame that was downscaled 2x after marking (tile T/2, the patterns
+area-averaged, half the sigma) and each slot keeps the scale whose soft bits lie closer to +-1
+(the least mean square of |soft| - 1): a mark read at the wrong scale is noise, spread far
+wider. The vote over a face's frames and the payload check are the client's
+(swaptron/mark_code.decode); the reading is its own output, never folded into FAKE_SCORE.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
-from swaptron.mark_code import MarkKey
-from swaptron.networks.geometry import GraphOptions
-from swaptron.networks.swapper import align_crops
-from swaptron.networks.watermark import face_patterns, luma
+from swaptron.mark_code import LUMA_BGR, MarkKey, halved_patterns, tile_patterns
+from swaptron.networks.face_template import FACE_OVAL
+
+WINDOW_TAPER = 0.25  # the window falls from 1 to 0 over this share of its radius
+SCALES = (1, 2)  # the frame as marked, and as a 2x downscale of it
+
+
+def gaussian_taps(sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian [2r+1] (r = ceil(3 sigma))."""
+    radius = max(1, math.ceil(3.0 * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return torch.from_numpy((taps / taps.sum()).astype(np.float32))
+
+
+class ScaleReader(nn.Module):
+    """Soft bits at one scale: weighted, high-passed luma folded onto a tile and projected."""
+
+    def __init__(self, key: MarkKey, factor: int) -> None:
+        super().__init__()
+        patterns = tile_patterns(key)
+        if factor == 2:
+            patterns = halved_patterns(patterns, key.tile)
+        self.tile = key.tile // factor
+        self.strength = key.strength
+        self.register_buffer("patterns", torch.from_numpy(patterns), persistent=False)
+        self.register_buffer("taps", gaussian_taps(key.highpass / factor), persistent=False)
+
+    def highpass(self, grey: torch.Tensor) -> torch.Tensor:
+        """[B,1,H,W] -> the same less its Gaussian blur (edges replicated)."""
+        half = (self.taps.numel() - 1) // 2
+        padded = functional.pad(grey, (half, half, half, half), mode="replicate")
+        blurred = functional.conv2d(padded, self.taps.reshape(1, 1, 1, -1))
+        blurred = functional.conv2d(blurred, self.taps.reshape(1, 1, -1, 1))
+        return grey - blurred
+
+    def fold(self, images: torch.Tensor) -> torch.Tensor:
+        """[N,H,W] -> [N,T*T]: zero-padded to whole tiles, the tiles summed."""
+        tile = self.tile
+        height, width = images.shape[-2], images.shape[-1]
+        padded = functional.pad(images, (0, (tile - width % tile) % tile,
+                                         0, (tile - height % tile) % tile))
+        rows, columns = padded.shape[-2] // tile, padded.shape[-1] // tile
+        tiles = padded.reshape(-1, rows, tile, columns, tile)
+        return tiles.sum(dim=(1, 3)).reshape(-1, tile * tile)
+
+    def forward(self, grey: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """grey [B,1,H,W] (0..255), windows [B,K,H,W] -> soft bits [B,K,CODE_BITS]."""
+        batch, slots = windows.shape[0], windows.shape[1]
+        weighted = (windows * self.highpass(grey)).flatten(0, 1)  # [B*K,H,W]
+        projection = torch.matmul(self.fold(weighted), self.patterns.t())
+        energy = torch.matmul(self.fold((windows * windows).flatten(0, 1)),
+                              (self.patterns * self.patterns).t())
+        soft = projection / (energy.clamp_min(1e-6) * self.strength)
+        return soft.reshape(batch, slots, -1)
 
 
 class MarkReader(nn.Module):
-    """Soft bits of every face slot's mark, for one key and crop size S (the swapper's)."""
+    """Soft bits of every face slot's mark, for one key."""
 
-    def __init__(self, face_size: int, template: np.ndarray, key: MarkKey | None = None,
-                 presence_threshold: float = 0.5, graph: GraphOptions | None = None) -> None:
+    def __init__(self, key: MarkKey | None = None, presence_threshold: float = 0.5) -> None:
         super().__init__()
         self.key = key or MarkKey()
-        self.face_size = face_size
         self.presence_threshold = presence_threshold
-        self.graph = graph or GraphOptions()
-        self.register_buffer("template", torch.from_numpy(template * face_size).float(),
+        self.scales = nn.ModuleList(ScaleReader(self.key, factor) for factor in SCALES)
+        self.register_buffer("luma_weights", torch.tensor(LUMA_BGR).reshape(1, 1, 1, 3),
                              persistent=False)
-        self.register_buffer("patterns", torch.from_numpy(face_patterns(face_size, self.key)),
-                             persistent=False)  # [CODE_BITS,S*S]
 
-    def crops(self, frame: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        """Every slot's aligned luma [B*K,S*S] (0..255), as the swapper's embedder saw it."""
-        _, crops = align_crops(frame, landmarks, self.template, self.face_size, self.graph)
-        return luma(crops)
+    def windows(self, grey: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """[B,K,H,W] for a grey frame [B,1,H,W]: per slot, 1 inside `key.window` of the face
+        outline's extent (an ellipse about its centre), tapering to 0 at its edge."""
+        outline = landmarks[:, :, list(FACE_OVAL)]  # [B,K,V,2]
+        low, high = outline.amin(dim=2), outline.amax(dim=2)
+        centre = ((low + high) / 2).unsqueeze(-1).unsqueeze(-1)  # [B,K,2,1,1]
+        half = ((high - low) / 2 * self.key.window).clamp_min(1.0).unsqueeze(-1).unsqueeze(-1)
+        height, width = grey.shape[2], grey.shape[3]
+        xs = torch.arange(width, dtype=torch.float32).reshape(1, 1, 1, -1) + 0.5
+        ys = torch.arange(height, dtype=torch.float32).reshape(1, 1, -1, 1) + 0.5
+        radius = torch.sqrt(((xs - centre[:, :, 0]) / half[:, :, 0]) ** 2
+                            + ((ys - centre[:, :, 1]) / half[:, :, 1]) ** 2)
+        return ((1.0 - radius) / WINDOW_TAPER).clamp(0.0, 1.0)
 
     def forward(self, frame: torch.Tensor, landmarks: torch.Tensor, presence: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> MARK [B,K,CODE_BITS] float32 soft bits (0 for an empty slot), and PRESENCE as it
         came (the scan ensemble's next step reads it from here)."""
         batch, slots = landmarks.shape[0], landmarks.shape[1]
-        soft = torch.matmul(self.crops(frame, landmarks), self.patterns.t()) / self.key.margin
-        valid = (presence > self.presence_threshold).to(torch.float32).reshape(-1, 1)
-        return (soft * valid).reshape(batch, slots, -1), presence * 1.0
+        valid = (presence > self.presence_threshold).to(torch.float32)  # [B,K]
+        grey = (frame.to(torch.float32) * self.luma_weights).sum(dim=-1).unsqueeze(1)
+        windows = self.windows(grey, landmarks.float()) * valid.reshape(batch, slots, 1, 1)
+        best = torch.zeros(batch, slots, self.scales[0].patterns.shape[0])
+        best_sureness = torch.full((batch, slots, 1), -1.0)
+        for reader in self.scales:
+            soft = reader(grey, windows)
+            sureness = -((soft.abs() - 1.0) ** 2).mean(dim=2, keepdim=True)
+            better = sureness > best_sureness
+            best = torch.where(better, soft, best)
+            best_sureness = torch.where(better, sureness, best_sureness)
+        return best * valid.unsqueeze(-1), presence * 1.0

@@ -192,11 +192,11 @@ def build_pipeline(options: PipelineOptions) -> Pipeline:
     """Load weights and build the three modules."""
     finder = build_finder(options.max_faces, options.graph, options.face_detector)
     autoencoder = load_autoencoder(options)
-    template, size = load_template(), autoencoder.preset.face_size
-    mark = build_mark(options.mark, size, len(autoencoder.decoders))
+    template = load_template()
+    mark = build_mark(options.mark, len(autoencoder.decoders))
     swapper = FaceSwapper(autoencoder, options.identity or default_identity(autoencoder),
                           template, BlendOptions(), options.graph, mark)
-    reader = MarkReader(size, template, options.mark.key, graph=options.graph)
+    reader = MarkReader(options.mark.key)
     detector_file = options.detector_file()
     scorer = None if detector_file is None else build_scorer(detector_file, options.graph)
     return Pipeline(finder.detector, finder.landmarker, swapper.eval(),

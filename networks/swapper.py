@@ -10,6 +10,7 @@ presence is below the threshold change nothing.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ from swaptron.networks.geometry import (
     select_rows,
     similarity_fit,
 )
-from swaptron.networks.watermark import FaceMark
+from swaptron.networks.watermark import FrameMark
 
 
 @dataclass(frozen=True)
@@ -155,14 +156,14 @@ class FaceSwapper(nn.Module):
     Every decoder of the autoencoder is in the graph, in the order of `identities`; TARGET
     picks one per frame, so one exported swapper serves every identity and frames asking for
     different ones still batch together.
-    With `mark` (networks/watermark.py), every swapped face gets the invisible mark right
-    after the colour transfer, carrying the server id and its identity index; no input of the
+    With `mark` (networks/watermark.py), every swapped face gets the invisible mark where it is
+    blended into the frame, carrying the server id and its identity index; no input of the
     graph reaches it.
     """
 
     def __init__(self, autoencoder: FaceAutoencoder, default: str, template: np.ndarray,
                  options: BlendOptions | None = None, graph: GraphOptions | None = None,
-                 mark: FaceMark | None = None) -> None:
+                 mark: FrameMark | None = None) -> None:
         super().__init__()
         self.mark = mark  # the invisible mark, fixed at export (None: the operator's --no-mark)
         self.graph = graph or GraphOptions()
@@ -179,6 +180,13 @@ class FaceSwapper(nn.Module):
         self.options = options or BlendOptions()
         self.register_buffer("template", torch.from_numpy(template * self.face_size).float(),
                              persistent=False)
+
+    def with_mark(self, mark: FrameMark | None) -> FaceSwapper:
+        """The same swapper, sharing its networks, with another mark (None: unmarked)."""
+        clone = copy.copy(self)
+        clone._modules = dict(self._modules)  # its own registry, so the original keeps its mark
+        clone.mark = mark
+        return clone
 
     def choices(self, batch: int, identity: str | None = None, largest_only: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,10 +237,9 @@ class FaceSwapper(nn.Module):
             generated = scatter_rows(self.swap_faces(kept, targets[rows]), rows, batch * slots)
         mask = mask * valid.reshape(-1, 1, 1, 1)
         generated = transfer_colour(generated, originals, mask, options.std_ratio_limits)
-        if self.mark is not None:  # every slot's face carries its identity index
-            generated = self.mark(generated, targets)
         layers = torch.cat([generated * 255.0, mask], dim=1).reshape(batch, slots, 4, size, size)
-        return self.composite(frame, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid)
+        return self.composite(frame, layers, landmarks[:, :, list(FACE_OVAL)], to_face, valid,
+                              target.to(torch.int64).reshape(-1))
 
     def slot_window(self, pixels: torch.Tensor, outline: torch.Tensor, valid: torch.Tensor,
                     slot: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,8 +268,10 @@ class FaceSwapper(nn.Module):
         return columns, rows
 
     def composite(self, frame: torch.Tensor, layers: torch.Tensor, outline: torch.Tensor,
-                  to_face: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Warp each slot's face and mask back into the frame and blend them in.
+                  to_face: torch.Tensor, valid: torch.Tensor,
+                  target: torch.Tensor | None = None) -> torch.Tensor:
+        """Warp each slot's face and mask back into the frame and blend them in (with the
+        mark of each image's identity, target [B] int64, added to the face's colour).
 
         frame: uint8 [B,H,W,3]; layers [B,K,4,S,S] (BGR 0..255 and mask). The slots are
         blended one after the other, the last slot first and slot 0 (the most confident face)
@@ -297,6 +306,8 @@ class FaceSwapper(nn.Module):
             alpha = warped[:, 3] * valid[:, slot].reshape(batch, 1, 1)  # [B,h,w]
             colour = warped[:, 0:3].permute(0, 2, 3, 1)  # [B,h,w,3]
             if self.graph.fixed_shapes:
+                if self.mark is not None and target is not None:
+                    colour = colour + self.mark.delta(rows, columns, target).unsqueeze(-1)
                 blended = pixels + alpha.unsqueeze(-1) * (colour - pixels)
                 pixels = blended.round().clamp(0.0, 255.0)
                 continue
@@ -305,7 +316,11 @@ class FaceSwapper(nn.Module):
             index = index[touched]
             original = pixels[index].to(torch.float32)
             weight = alpha.reshape(-1)[touched].unsqueeze(1)
-            blended = original + weight * (colour.reshape(-1, 3)[touched] - original)
+            face = colour.reshape(-1, 3)[touched]
+            if self.mark is not None and target is not None:  # only the pixels blended
+                face = face + self.mark.delta(rows, columns, target).reshape(-1)[
+                    touched].unsqueeze(1)
+            blended = original + weight * (face - original)
             pixels = pixels.index_put((index,), blended.round().clamp(0.0, 255.0).to(torch.uint8))
         if self.graph.fixed_shapes:
             return pixels.to(torch.uint8)

@@ -1,12 +1,14 @@
 """The invisible mark's code, shared by the embedder, the reader graph and the client (numpy only).
 
 The codeword (CODE_BITS) is the payload (a server id and the swapper's identity index) followed
-by a keyed CRC-16, XORed with one of VARIANTS keyed masks (the embedder takes, per face, the
-variant its face costs least). Each codeword bit owns one pattern over the luma of the aligned
-S x S face crop: a keyed, random-signed set of mid-band DCT basis images, windowed inside the
-face and orthonormalised against brightness and lighting ramps (mark_patterns). A reader's
-soft bit is the crop's projection on a pattern over the key's margin (about +-1 when marked);
-`decode` votes over up to MAX_FRAMES frames of one face and checks the CRC.
+by a keyed CRC-16, XORed with a keyed mask. Each codeword bit owns one pattern over a T x T tile
+of frame pixels (tile_patterns): a keyed, random-signed set of DCT basis images of the key's
+band, orthonormalised after the constant. The mark is anchored to the frame, not to the face:
+the codeword's tile (codeword_tile), repeated over the frame from its top-left corner, is added
+to the luma under the swapped face's blend mask, so no face alignment has to be found again to
+read it. A reader high-passes the frame's luma, weighs it by a window over the face, folds it
+onto one tile and projects it on each pattern: a soft bit, about +-1 when marked; `decode`
+votes over up to MAX_FRAMES frames of one face and checks the CRC.
 """
 
 from __future__ import annotations
@@ -24,28 +26,30 @@ CODE_BITS = SERVER_BITS + IDENTITY_BITS + CHECK_BITS
 DEFAULT_SECRET = b"swaptron-mark-v1"  # the public key: any `swaptron scan` reads these marks
 LUMA_BGR = (0.114, 0.587, 0.299)
 CRC_POLY = 0x1021
-VARIANTS = 16  # keyed masks per payload: the embedder takes the one its face costs least
+VARIANTS = 1  # keyed masks per payload (one: the embedder adds the same tile to every face)
 MAX_FRAMES = 24  # frames of one face a vote uses at most
-MIN_CONFIDENCE = 0.5  # a face is marked when its CRC holds and the vote is at least this sure
+MIN_CONFIDENCE = 0.25  # a face is marked when its CRC holds and the vote is at least this sure
 SOFT_CLIP = 1.5  # one frame's soft bit counts at most this much in a vote
 VOTE_ROUNDS = 3  # rounds of choosing each frame's variant against the running vote
 
 
 @dataclass(frozen=True)
 class MarkKey:
-    """What embedder and reader share: the secret, the band and the strength.
+    """What embedder and reader share: the secret, the tile, the band and the strength.
 
-    band: DCT frequency radius (index units of an S x S crop, resolution independent) of the
-    patterns; window: the window's half-axes as fractions of the face outline's; margin: the
-    projection each bit is pushed to (luma levels x unit-norm pattern); limit: the most one bit
-    may add (a bit whose host fights it harder is left to the vote and the check).
+    tile: the pattern's period in frame pixels; band: DCT frequency radius of the patterns in
+    index units of the tile (radius r is a period of 2 * tile / r pixels); strength: each bit's
+    amplitude (luma levels x unit-norm pattern per tile); highpass: the reader's Gaussian sigma
+    (pixels), whose blur is taken off the luma before projecting; window: the reader's window
+    half-axes as fractions of the face outline's.
     """
 
     secret: bytes = DEFAULT_SECRET
-    band: tuple[float, float] = (20.0, 32.0)
-    window: float = 0.6
-    margin: float = 10.0
-    limit: float = 50.0
+    tile: int = 64
+    band: tuple[float, float] = (10.7, 21.0)
+    strength: float = 30.0
+    highpass: float = 3.0
+    window: float = 0.8
 
     def seed(self, purpose: str) -> int:
         """A 64-bit seed for one use of the secret (patterns, mask, CRC)."""
@@ -124,21 +128,9 @@ def mask_signs(key: MarkKey) -> np.ndarray:
                      for variant in range(VARIANTS)])
 
 
-def window(size: int, key: MarkKey, outline: np.ndarray) -> np.ndarray:
-    """Smooth [S,S] weight, 1 in the inner face, 0 outside `key.window` of the face outline
-    (outline [V,2]: the template's face oval in unit-square coordinates)."""
-    oval = np.asarray(outline, np.float64) * size
-    centre = (oval.max(axis=0) + oval.min(axis=0)) / 2
-    half = (oval.max(axis=0) - oval.min(axis=0)) / 2 * key.window
-    ys, xs = np.mgrid[0:size, 0:size] + 0.5
-    radius = np.sqrt(((xs - centre[0]) / half[0]) ** 2 + ((ys - centre[1]) / half[1]) ** 2)
-    taper = np.clip((1.0 - radius) / 0.35, 0.0, 1.0)
-    return 0.5 - 0.5 * np.cos(np.pi * taper)
-
-
-def band_basis(size: int, key: MarkKey) -> np.ndarray:
-    """DCT-II basis images [M,S*S] of the key's band (radius in DCT index units)."""
-    low, high = key.band
+def band_basis(size: int, band: tuple[float, float]) -> np.ndarray:
+    """DCT-II basis images [M,S*S] of a size x size tile whose radius is in `band`."""
+    low, high = band
     grid = np.arange(int(np.ceil(high)) + 1)
     pairs = [(u, v) for u in grid for v in grid if low <= np.hypot(u, v) <= high]
     t = (np.arange(size) + 0.5) / size
@@ -146,26 +138,35 @@ def band_basis(size: int, key: MarkKey) -> np.ndarray:
                      for u, v in pairs])
 
 
-def mark_patterns(size: int, key: MarkKey, outline: np.ndarray) -> np.ndarray:
-    """Orthonormal patterns [CODE_BITS, S*S] float32, one per codeword bit, keyed.
-
-    The band's basis images are dealt out at random (disjoint sets, random signs), each bit's
-    sum is windowed (window), and the set is orthonormalised after the constant and the x and
-    y ramps, so brightness and smooth lighting changes move no projection.
-    """
+def tile_patterns(key: MarkKey) -> np.ndarray:
+    """Orthonormal patterns [CODE_BITS, T*T] float32, one per codeword bit, keyed: the band's
+    basis images dealt out at random (disjoint sets, random signs), orthonormalised after the
+    constant (a brightness change moves no projection)."""
     rng = np.random.Generator(np.random.PCG64(key.seed("patterns")))
-    basis = band_basis(size, key)
+    basis = band_basis(key.tile, key.band)
     if basis.shape[0] < CODE_BITS:
         raise ValueError(f"band {key.band} has {basis.shape[0]} frequencies, "
                          f"fewer than {CODE_BITS} bits")
     owner = rng.permutation(basis.shape[0]) % CODE_BITS
     signs = rng.choice([-1.0, 1.0], basis.shape[0])
     raw = np.stack([(signs[owner == bit, None] * basis[owner == bit]).sum(axis=0)
-                    for bit in range(CODE_BITS)]) * window(size, key, outline).reshape(1, -1)
-    ys, xs = np.mgrid[0:size, 0:size] / size - 0.5
-    nuisance = np.stack([np.ones(size * size), xs.reshape(-1), ys.reshape(-1)])
-    q, _r = np.linalg.qr(np.concatenate([nuisance, raw]).T)
-    return q[:, nuisance.shape[0]:].T.astype(np.float32)
+                    for bit in range(CODE_BITS)])
+    q, _r = np.linalg.qr(np.concatenate([np.ones((1, key.tile * key.tile)), raw]).T)
+    return q[:, 1:].T.astype(np.float32)
+
+
+def halved_patterns(patterns: np.ndarray, tile: int) -> np.ndarray:
+    """The patterns as a frame downscaled 2x by area averaging shows them: [BITS,(T/2)^2]."""
+    half = tile // 2
+    blocks = patterns.reshape(-1, half, 2, half, 2).mean(axis=(2, 4))
+    return blocks.reshape(patterns.shape[0], -1).astype(np.float32)
+
+
+def codeword_tile(server_id: int, identity: int, key: MarkKey) -> np.ndarray:
+    """What the embedder adds to the luma [T,T] (levels) for one identity of one server: each
+    bit's pattern at +-strength."""
+    signs = encode_payload(server_id, identity, key).astype(np.float32) * 2.0 - 1.0
+    return (key.strength * signs @ tile_patterns(key)).reshape(key.tile, key.tile)
 
 
 def decode(soft_bits: Sequence[np.ndarray] | np.ndarray, key: MarkKey | None = None,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from swaptron.client.marks import read_track
-from swaptron.mark_code import VARIANTS, MarkKey, encode_payload
+from swaptron.mark_code import MarkKey, encode_payload
 from swaptron.networks.pipeline import Pipeline
 from swaptron.server.launcher import TritonServer, free_ports
 from swaptron.specs import (
@@ -28,7 +28,7 @@ from helpers import infer_frame
 
 pytestmark = pytest.mark.server
 
-FRAMES = (208, 214, 220)  # Megamind's held-out segment: one face
+FRAMES = tuple(range(208, 232, 2))  # Megamind's held-out segment: one face
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +42,16 @@ def server(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def agreement(soft: np.ndarray, identity: int) -> float:
-    """Fraction of bits whose signs match the identity's codeword (its best variant)."""
-    codes = np.stack([encode_payload(0, identity, MarkKey(), variant)
-                      for variant in range(VARIANTS)]).astype(bool)
-    return float(((soft[None] > 0) == codes).mean(axis=1).max())
+    """Fraction of bits whose signs match the identity's codeword."""
+    code = encode_payload(0, identity, MarkKey()).astype(bool)
+    return float(((soft > 0) == code).mean())
 
 
 def test_the_swap_is_marked_and_scan_returns_the_mark_beside_the_score(
         server: TritonServer, pipeline: Pipeline, megamind_frames: list[np.ndarray]) -> None:
     identity = pipeline.swapper.identities.index(pipeline.swapper.default)
     assert "mark_server_id" in (Path(server.repository) / "swapper" / "config.pbtxt").read_text()
+    marks = []
     for index in FRAMES:
         frame = megamind_frames[index][None]
         swap = infer_frame(server.grpc_url, ENSEMBLE, frame, (SWAPPED, LANDMARKS))
@@ -66,10 +66,13 @@ def test_the_swap_is_marked_and_scan_returns_the_mark_beside_the_score(
                                   torch.from_numpy(swap[LANDMARKS]),
                                   torch.tensor([[1.0, 0.0]]))[0].numpy()
         np.testing.assert_allclose(scan[MARK][0, 0], eager[0, 0], atol=0.05)
-        # read where the swapper put it, the face carries its identity's codeword (chance is
-        # 0.5; bits whose face fights them past MarkKey.limit are left to the vote and the
-        # check, which keeps the mark under visibility: 0.8 on these demo swaps)
+        # one frame, read where the swapper put it: the face carries its identity's codeword
+        # (chance is 0.5; the host's own detail flips a few bits, left to the vote)
         assert agreement(own[0, 0], identity) >= 0.75
+        marks.append(scan[MARK][0])
+    # the scan's own readings (landmarks found on the swapped frames), voted: the payload
+    reading = read_track(marks, [(frame, 0) for frame in range(len(marks))])
+    assert (reading.present, reading.server_id, reading.identity) == (True, 0, identity)
 
 
 def test_a_real_face_reads_absent(server: TritonServer,

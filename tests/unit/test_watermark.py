@@ -1,6 +1,7 @@
 """The invisible mark: the shared code (payload, patterns, vote), the embedder in the swapper
-graph, the reader graph, and real faces read back after JPEG 70 and an H.264 round trip through
-PyAV (real footage, real landmarks, real encoders)."""
+graph, the reader graph, real faces read back after JPEG 70 and an H.264 round trip through
+PyAV, and the served demo identity's swaps read back through landmarks found afresh (real
+footage, real landmarks, real encoders)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,18 @@ from swaptron.export import onnx_export
 from swaptron.export.tensorrt_check import check_model
 from swaptron.mark_code import (
     CODE_BITS,
-    VARIANTS,
     MarkKey,
     MarkReading,
+    codeword_tile,
     decode,
     decode_payload,
     encode_payload,
+    halved_patterns,
+    tile_patterns,
 )
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
-from swaptron.networks.watermark import FaceMark, face_patterns, luma
-from swaptron.specs import FRAME, LANDMARKS, PRESENCE, SWAPPER, model_specs
+from swaptron.networks.watermark import FrameMark
+from swaptron.specs import FRAME, LANDMARKS, PRESENCE, SWAPPED, SWAPPER, model_specs
 
 FRAMES = 24
 
@@ -49,7 +52,7 @@ def marked_frames(pipeline: Pipeline, real_frames: list[np.ndarray]) -> list[np.
     """The real frames with each face marked where the swapper marks it (the real face kept
     as the generated face: the hardest host)."""
     swapper = pipeline.swapper
-    mark = FaceMark(swapper.face_size, len(swapper.identities), SERVER_ID).eval()
+    mark = FrameMark(len(swapper.identities), SERVER_ID).eval()
     found = pipeline.find(np.stack(real_frames))
     with torch.no_grad():
         marked = MarkedSwapper(swapper, mark, real_host=True)(
@@ -88,20 +91,24 @@ def test_payload_round_trip_and_every_single_bit_error_is_caught() -> None:
 
 
 def test_patterns_are_orthonormal_keyed_and_blind_to_brightness() -> None:
-    patterns = face_patterns(64, MarkKey()).astype(np.float64)
+    key = MarkKey()
+    patterns = tile_patterns(key).astype(np.float64)
+    assert patterns.shape == (CODE_BITS, key.tile * key.tile)
     assert np.allclose(patterns @ patterns.T, np.eye(CODE_BITS), atol=1e-5)
-    ys, xs = np.mgrid[0:64, 0:64]
-    for nuisance in (np.ones(64 * 64), xs.reshape(-1), ys.reshape(-1)):
-        assert np.abs(patterns @ nuisance).max() < 1e-3
-    other = face_patterns(64, MarkKey(secret=b"another")).astype(np.float64)
+    assert np.abs(patterns @ np.ones(key.tile * key.tile)).max() < 1e-3
+    other = tile_patterns(MarkKey(secret=b"another")).astype(np.float64)
     assert np.abs(patterns @ other.T).max() < 0.5
+    assert halved_patterns(tile_patterns(key), key.tile).shape == (CODE_BITS,
+                                                                   (key.tile // 2) ** 2)
+    tile = codeword_tile(3, 1, key).reshape(-1)  # each bit at +-strength, in its sign
+    signs = encode_payload(3, 1, key).astype(np.float64) * 2.0 - 1.0
+    np.testing.assert_allclose(patterns @ tile, key.strength * signs, atol=1e-3)
 
 
-def test_decode_votes_over_frames_variants_and_skips_empty_slots() -> None:
+def test_decode_votes_over_frames_and_skips_empty_slots() -> None:
     rng = np.random.default_rng(0)
-    signs = [encode_payload(9, 3, MarkKey(), variant % VARIANTS) * 2.0 - 1.0
-             for variant in range(30)]  # a variant per frame, as the embedder picks them
-    soft = np.stack(signs) + rng.normal(0.0, 0.8, (30, CODE_BITS))
+    signs = encode_payload(9, 3, MarkKey()) * 2.0 - 1.0
+    soft = signs[None] + rng.normal(0.0, 0.8, (30, CODE_BITS))
     soft = np.concatenate([np.zeros((2, CODE_BITS)), soft])  # empty slots count for nothing
     reading = decode(soft)
     assert (reading.present, reading.server_id, reading.identity) == (True, 9, 3)
@@ -120,24 +127,38 @@ def test_track_faces_follows_boxes_and_read_track_takes_each_tracks_slot() -> No
     assert not read_track(marks, [(0, 1), (1, 0)]).present
 
 
+class MarkAt(torch.nn.Module):
+    """The embedder's lookup alone, as a graph: rows, columns, targets -> the luma shift."""
+
+    def __init__(self, mark: FrameMark) -> None:
+        super().__init__()
+        self.mark = mark
+
+    def forward(self, rows: torch.Tensor, columns: torch.Tensor, targets: torch.Tensor
+                ) -> torch.Tensor:
+        return self.mark.delta(rows, columns, targets)
+
+
 def test_mark_graph_runs_in_onnx_runtime_passes_tensorrt_check(tmp_path: Path) -> None:
-    mark = FaceMark(64, 3, SERVER_ID).eval()
-    faces = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8), size=(64, 64),
-                                            mode="bilinear", align_corners=False)  # smooth
+    mark = FrameMark(3, SERVER_ID).eval()
+    rows = torch.arange(100, 180).reshape(1, -1).repeat(2, 1)  # beyond one tile: it repeats
+    columns = torch.arange(30, 130).reshape(1, -1).repeat(2, 1)
     targets = torch.tensor([2, 0])
     path = tmp_path / "mark.onnx"
-    torch.onnx.export(mark, (faces, targets), str(path), dynamo=False, opset_version=17,
-                      input_names=["faces", "targets"], output_names=["marked"],
-                      dynamic_axes={"faces": {0: "n"}, "targets": {0: "n"}})
+    torch.onnx.export(MarkAt(mark), (rows, columns, targets), str(path), dynamo=False,
+                      opset_version=17, input_names=["rows", "columns", "targets"],
+                      output_names=["delta"],
+                      dynamic_axes={"rows": {0: "b", 1: "h"}, "columns": {0: "b", 1: "w"},
+                                    "targets": {0: "b"}})
     assert check_model(onnx.load(str(path))) == []
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (marked,) = session.run(None, {"faces": faces.numpy(), "targets": targets.numpy()})
-    with torch.no_grad():
-        assert np.allclose(marked, mark(faces, targets).numpy(), atol=1e-5)
-    projection = luma(torch.from_numpy(marked)).numpy() @ mark.patterns.numpy().T
-    variants = mark.signs.numpy()[targets.numpy()]  # [2,VARIANTS,CODE_BITS]
-    carried = ((variants * projection[:, None, :]) > 0).mean(axis=2).max(axis=1)
-    assert (carried > 0.95).all()
+    (delta,) = session.run(None, {"rows": rows.numpy(), "columns": columns.numpy(),
+                                  "targets": targets.numpy()})
+    key = MarkKey()
+    for image, identity in enumerate((2, 0)):
+        tile = codeword_tile(SERVER_ID, identity, key)
+        expected = tile[np.ix_(rows[image].numpy() % key.tile, columns[image].numpy() % key.tile)]
+        np.testing.assert_allclose(delta[image], expected, atol=1e-4)
 
 
 def test_the_exported_swapper_marks_every_face_whatever_the_request(
@@ -162,9 +183,8 @@ def test_the_exported_swapper_marks_every_face_whatever_the_request(
             with torch.no_grad():
                 marks = pipeline.reader(torch.from_numpy(swapped), torch.from_numpy(landmarks),
                                         torch.from_numpy(presence))[0].numpy()
-            codes = np.stack([encode_payload(0, target, MarkKey(), variant)
-                              for variant in range(VARIANTS)]).astype(bool)
-            agree = ((marks[0, 0][None] > 0) == codes).mean(axis=1).max()
+            code = encode_payload(0, target, MarkKey()).astype(bool)
+            agree = ((marks[0, 0] > 0) == code).mean()
             assert agree >= 0.9, (target, largest, agree)
     assert not np.array_equal(swapped, frame)
 
@@ -190,3 +210,17 @@ def test_unmarked_real_video_reads_as_unmarked(pipeline: Pipeline,
     vote, singles = readings(pipeline, real_frames)
     assert not vote.present and vote.server_id is None
     assert not any(single.present for single in singles)
+
+
+def test_the_served_demo_swap_reads_back_through_landmarks_found_afresh(
+        pipeline: Pipeline, megamind_frames: list[np.ndarray]) -> None:
+    """The default stream's own output: Megamind's held-out frames swapped into the default
+    identity by the served swapper (mark on, server id 0), the faces found again on the
+    swapped frames, read and voted: the payload comes back; the unswapped frames read absent."""
+    frames = np.stack(megamind_frames[208:208 + FRAMES])
+    swapped = pipeline.run(frames)[SWAPPED]
+    vote, _ = readings(pipeline, list(swapped))
+    assert vote.present
+    assert (vote.server_id, vote.identity) == (0, expected_identity(pipeline))
+    plain, _ = readings(pipeline, list(frames))
+    assert not plain.present
