@@ -28,6 +28,7 @@ from swaptron.export.repository import (
 )
 from swaptron.networks.geometry import GraphOptions
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
+from swaptron.networks.watermark import build_mark
 from swaptron.specs import (
     DEFAULT_MORPH,
     DETECTOR,
@@ -185,8 +186,9 @@ def export_repository(pipeline_options: PipelineOptions, serving: ServingOptions
         for side in SIDE_MODULES.get(spec.name, ()):
             write_if_changed(output / spec.name / "1" / f"{side.rsplit('.', 1)[1]}.py",
                              module_source(side))
+    every_identity = build_mark(pipeline_options.mark, identities + len(dfms))
     served = write_dfm_models(list(dfms), pipeline_options.max_faces, serving, output, tensors,
-                              progress) if dfms else []
+                              progress, every_identity) if dfms else []
     wired = ensembles(pipeline_options.max_faces, forensics, bool(dfms))
     for ensemble in wired:
         write_model_folder(output, ensemble_config(ensemble), serving.target, None)

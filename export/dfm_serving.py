@@ -25,6 +25,7 @@ from swaptron.export import onnx_export, tensorrt, tensorrt_check
 from swaptron.export.repository import ServingOptions, model_config, write_model_folder
 from swaptron.networks.dfm import DfmInfo, read_dfm, refuse, rename_tensors
 from swaptron.networks.dfm_graphs import DfmCrop, DfmMerge
+from swaptron.networks.watermark import FrameMark
 from swaptron.specs import (
     DEFAULT_MORPH,
     DFM_FACE,
@@ -36,6 +37,7 @@ from swaptron.specs import (
     PRESENCE,
     SWAPPED,
     SWAPPER,
+    TARGET,
     ModelSpec,
     dfm_model_spec,
     dfm_specs,
@@ -108,9 +110,11 @@ def served_graph(info: DfmInfo) -> onnx.ModelProto:
 
 
 def crop_and_merge_graphs(resolution: int, spec: tuple[ModelSpec, ModelSpec],
-                          tensors: dict[str, np.ndarray], fixed: bool
+                          tensors: dict[str, np.ndarray], fixed: bool,
+                          mark: FrameMark | None = None
                           ) -> list[tuple[ModelSpec, onnx.ModelProto, dict[str, np.ndarray]]]:
-    """The crop and merge graphs of side R, traced on the example frames; with their warmups."""
+    """The crop and merge graphs of side R (the merge with the swapper's mark, None: off),
+    traced on the example frames; with their warmups."""
     crop_spec, merge_spec = spec
     crop = DfmCrop(resolution).eval()
     example = {FRAME: tensors[FRAME], LANDMARKS: tensors[LANDMARKS],
@@ -123,10 +127,11 @@ def crop_and_merge_graphs(resolution: int, spec: tuple[ModelSpec, ModelSpec],
     mask = np.ones((*faces.shape[:-1], 1), np.float32)
     merged = {FRAME: example[FRAME], DFM_OUTPUTS[0]: mask, DFM_OUTPUTS[1]: faces,
               DFM_OUTPUTS[2]: mask, crop_spec.output_names()[1]: matrices,
-              crop_spec.output_names()[2]: valid}
+              crop_spec.output_names()[2]: valid,
+              TARGET: np.zeros((len(example[FRAME]), 1), np.int32)}
     graphs = []
     for spec_, module, feed in ((crop_spec, crop, example),
-                                (merge_spec, DfmMerge(resolution).eval(), merged)):
+                                (merge_spec, DfmMerge(resolution, mark=mark).eval(), merged)):
         model = onnx_export.to_onnx(module, spec_, feed, f"dfm graph R={resolution}")
         if fixed:  # no TensorRT layer reads a uint8 output
             tensorrt.publish_from_float(model)
@@ -153,14 +158,16 @@ def routes(served: list[ServedDfm], natives: int, max_faces: int) -> str:
 
 def write_dfm_models(served: list[ServedDfm], max_faces: int, serving: ServingOptions,
                      output: Path, tensors: dict[str, np.ndarray],
-                     progress: Callable[[str], None]) -> list[ModelSpec]:
-    """Write every DFM model and the crop and merge graphs they need; returns their specs
+                     progress: Callable[[str], None], mark: FrameMark | None = None
+                     ) -> list[ModelSpec]:
+    """Write every DFM model and the crop and merge graphs they need (the merges with the
+    swapper's mark, `mark`: a table over every identity, native and DFM); returns their specs
     (for the TensorRT check and engines)."""
     fixed = serving.target == "tensorrt"
     written: list[ModelSpec] = []
     for resolution in sorted({dfm.info.resolution for dfm in served}):
         for spec, model, feed in crop_and_merge_graphs(
-                resolution, dfm_specs(max_faces, resolution), tensors, fixed):
+                resolution, dfm_specs(max_faces, resolution), tensors, fixed, mark):
             save_graph(output, spec, model)
             warmup = {name: feed[name][:1] for name in spec.input_names()}
             write_model_folder(output, model_config(spec, serving, warmup), serving.target,

@@ -30,6 +30,7 @@ from swaptron.networks.geometry import (
     similarity_fit,
 )
 from swaptron.networks.swapper import BlendOptions, largest_face
+from swaptron.networks.watermark import FrameMark
 
 
 class DfmCrop(nn.Module):
@@ -84,8 +85,10 @@ def erode_cross(mask: torch.Tensor, steps: int) -> torch.Tensor:
 class DfmMerge(nn.Module):
     """Frame, the DFM's outputs per slot, matrices and slots -> the merged uint8 frame."""
 
-    def __init__(self, resolution: int, options: MergeOptions | None = None) -> None:
+    def __init__(self, resolution: int, options: MergeOptions | None = None,
+                 mark: FrameMark | None = None) -> None:
         super().__init__()
+        self.mark = mark  # the swapper's invisible mark (None: the operator's --no-mark)
         options = options or MergeOptions()
         if options.erode < 0 or options.blur < 0:
             raise ValueError(f"erode and blur must be >= 0, got {options.erode}, {options.blur}")
@@ -111,9 +114,10 @@ class DfmMerge(nn.Module):
         return F.conv2d(mask, self.taps.reshape(1, 1, -1, 1), padding=(half, 0))
 
     def forward(self, frame: torch.Tensor, face_mask: torch.Tensor, celeb_face: torch.Tensor,
-                celeb_mask: torch.Tensor, matrices: torch.Tensor, valid: torch.Tensor
-                ) -> torch.Tensor:
-        """frame uint8 [B,H,W,3]; masks [B,K,R,R,1], face [B,K,R,R,3]; -> SWAPPED uint8."""
+                celeb_mask: torch.Tensor, matrices: torch.Tensor, valid: torch.Tensor,
+                target: torch.Tensor | None = None) -> torch.Tensor:
+        """frame uint8 [B,H,W,3]; masks [B,K,R,R,1], face [B,K,R,R,3]; target [B,1] int32
+        (the frame's identity, whose mark the faces get); -> SWAPPED uint8."""
         side, slots = self.resolution, matrices.shape[1]
         mask = torch.ones_like(face_mask)
         if self.options.face_mask:
@@ -128,6 +132,11 @@ class DfmMerge(nn.Module):
         size = dims_of(pixels, 1, 3)  # (H, W)
         centre_x = (torch.arange(size[1]).to(torch.float32) + 0.5).reshape(1, 1, -1)
         centre_y = (torch.arange(size[0]).to(torch.float32) + 0.5).reshape(1, -1, 1)
+        shift = None
+        if self.mark is not None and target is not None:  # carried in by each face's alpha
+            rows = torch.arange(size[0]).reshape(1, -1).expand(batch, -1)
+            columns = torch.arange(size[1]).reshape(1, -1).expand(batch, -1)
+            shift = self.mark.delta(rows, columns, target.to(torch.int64).reshape(-1))
         for slot in reversed(range(slots)):
             coefficient = (matrices[:, slot] / side * 2.0).reshape(batch, 6, 1, 1)
             grid_x = (coefficient[:, 0] * centre_x + coefficient[:, 1] * centre_y
@@ -140,5 +149,7 @@ class DfmMerge(nn.Module):
             alpha = torch.where(alpha <= ALPHA_FLOOR, torch.zeros_like(alpha), alpha)
             alpha = (alpha * valid[:, slot].reshape(batch, 1, 1, 1)).permute(0, 2, 3, 1)
             colour = warped[:, 0:3].clamp(0.0, 1.0).permute(0, 2, 3, 1) * 255.0
+            if shift is not None:
+                colour = colour + shift.unsqueeze(-1)
             pixels = torch.round(pixels * (1.0 - alpha) + colour * alpha)
         return pixels.clamp(0.0, 255.0).to(torch.uint8)

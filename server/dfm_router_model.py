@@ -214,8 +214,10 @@ class TritonPythonModel:
             return
         group, frame = chosen, chosen.tensors[self.frame]
         merge = self.attempt(route["merge"], {route["merge_inputs"][0]: frame, **group.layers,
-                                              route["merge_inputs"][-2]: group.crop[matrices],
-                                              route["merge_inputs"][-1]: group.crop[valid]},
+                                              route["merge_inputs"][-3]: group.crop[matrices],
+                                              route["merge_inputs"][-2]: group.crop[valid],
+                                              route["merge_inputs"][-1]:
+                                                  group.tensors[self.target]},
                              [self.routes["swapped"]], group.requests(), failed)
         if merge is not None:
             scatter(group, merge[self.routes["swapped"]], swapped)

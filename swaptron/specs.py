@@ -334,9 +334,11 @@ def dfm_specs(max_faces: int, resolution: int) -> tuple[ModelSpec, ModelSpec]:
                      (TensorSpec(DFM_FACES, "FP32", (slots, resolution, resolution, 3)),
                       matrices, valid),
                      "DeepFaceLive's whole_face crop of every face slot for a DFM of this R")
-    merge = ModelSpec(f"{DFM_PREFIX}merge_{resolution}", (frame(), *layers, matrices, valid),
+    merge = ModelSpec(f"{DFM_PREFIX}merge_{resolution}",
+                      (frame(), *layers, matrices, valid, TensorSpec(TARGET, "INT32", (1,))),
                       (frame(SWAPPED),),
-                      "DeepFaceLive's default merge of a DFM's faces back into the frame")
+                      "DeepFaceLive's default merge of a DFM's faces back into the frame, "
+                      "with the invisible mark of the frame's identity (TARGET)")
     return crop, merge
 
 

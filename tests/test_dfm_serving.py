@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import tritonclient.grpc as grpcclient
 from dfm_synthetic import amp_dfm, broken_dfm, channel_swap_dfm, identity_dfm
 from tritonclient.utils import InferenceServerException
@@ -19,12 +20,14 @@ from swaptron.cli import main
 from swaptron.client.identities import served_identities
 from swaptron.export import tensorrt_check
 from swaptron.export.repository import ServingOptions, parse_config
+from swaptron.mark_code import MarkKey, codeword_tile, decode
 from swaptron.networks.pipeline import Pipeline
 from swaptron.server.launcher import TritonServer, free_ports
 from swaptron.specs import (
     DFM_PREFIX,
     DFM_ROUTER,
     ENSEMBLE,
+    FRAME,
     LANDMARKS,
     MORPH,
     PRESENCE,
@@ -37,6 +40,7 @@ from helpers import swap_inputs
 pytestmark = pytest.mark.server
 
 FRAMES = (assets.ANCHOR_FRAME, 10)  # of the demo video (assets.EXAMPLE_FRAMES): faces
+MARKED_FRAMES = tuple(range(208, 232, 2))  # Megamind's held-out segment: one face
 IDENTITY_MEAN = 3.0  # identity DFM (R 224): mean |change| (0..255) inside the landmarks' hull
 SWAP_CORE_MEAN = 4.0  # channel-swap DFM vs the frame with B and R swapped, in the face's core
 OURS_MEAN = 6.5  # our DFM (people... demo weights, identity b) vs the native swap to b
@@ -104,6 +108,16 @@ def frames(megamind_frames: list[np.ndarray]) -> list[np.ndarray]:
     return [megamind_frames[index] for index in FRAMES]
 
 
+def with_mark(frame: np.ndarray, identity: int) -> np.ndarray:
+    """The frame with the identity's mark tile (server id 0) added everywhere, as the swapper
+    adds it under a face's blend mask."""
+    key = MarkKey()
+    tile = codeword_tile(0, identity, key)
+    rows, columns = np.arange(frame.shape[0]) % key.tile, np.arange(frame.shape[1]) % key.tile
+    shift = tile[np.ix_(rows, columns)][..., None]
+    return np.clip(np.round(frame.astype(np.float32) + shift), 0, 255).astype(np.uint8)
+
+
 def mean_difference(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
     """Mean |a - b| over a region (0..255)."""
     return float(np.abs(a.astype(int) - b.astype(int))[region].mean())
@@ -130,13 +144,32 @@ def test_each_dfm_swaps_its_own_way_and_the_default_is_unchanged(
         swapped = ask(url, frame, "swapped_bgr")[SWAPPED]
         ours = ask(url, frame, "ours")[SWAPPED]
         native = default[SWAPPED]  # the default identity is b, which ours.dfm holds
-        assert mean_difference(same, frame, face) < IDENTITY_MEAN
+        # the identity DFM gives the face back, with its identity's mark (TARGET 2) added
+        assert mean_difference(same, with_mark(frame, 2), core) < IDENTITY_MEAN
+        assert mean_difference(same, frame, core) > mean_difference(same, with_mark(frame, 2),
+                                                                     core)
         assert mean_difference(swapped, frame[..., ::-1], core) < SWAP_CORE_MEAN
         assert mean_difference(swapped, frame, core) > 2 * SWAP_CORE_MEAN
         outside = ~crop_box(frame.shape, default[LANDMARKS])
         assert (swapped[outside] == frame[outside]).all()  # the face's crop only
         assert mean_difference(ours, native, face) < OURS_MEAN
         assert mean_difference(ours, native, face) < 0.5 * mean_difference(native, frame, face)
+
+
+def test_a_dfm_identitys_faces_carry_the_mark_with_its_index(
+        dfm_server: TritonServer, megamind_frames: list[np.ndarray], pipeline: Pipeline) -> None:
+    """Every swapped face is marked, DFM identities included: our DFM's swaps of Megamind's
+    held-out frames, faces found again on them and read by the eager reader, vote the
+    identity's TARGET index (5: after a, b, same, swapped_bgr, amp) and server id 0."""
+    swapped = np.stack([ask(dfm_server.grpc_url, megamind_frames[index], "ours")[SWAPPED]
+                        for index in MARKED_FRAMES])
+    found = pipeline.find(swapped)
+    with torch.no_grad():
+        marks = pipeline.reader(*(torch.from_numpy(found[name])
+                                  for name in (FRAME, LANDMARKS, PRESENCE)))[0].numpy()
+    assert (found[PRESENCE][:, 0] > 0.5).all()
+    reading = decode(marks[:, 0])
+    assert (reading.present, reading.server_id, reading.identity) == (True, 0, 5)
 
 
 def test_morph_reaches_an_amp_model_and_is_checked(dfm_server: TritonServer,
