@@ -14,68 +14,45 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
 
 from swaptron import assets
+from swaptron.benchmarks.alternating import (
+    INPUT_NAMES,
+    alternate,
+    anchor_inputs,
+    one_thread_session,
+)
+from swaptron.benchmarks.alternating import medians as median_ms
 from swaptron.networks.fake_score import FakeScorer, ScoreServing, build_scorer, load_network
-from swaptron.networks.pipeline import build_finder
-from swaptron.specs import FAKE_SCORE, FRAME, LANDMARKS, PRESENCE
+from swaptron.specs import FAKE_SCORE
 
-NAMES = (FRAME, LANDMARKS, PRESENCE)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def served_sessions(detector_file: Path) -> dict[str, ort.InferenceSession]:
+def served_sessions(detector_file: Path, inputs: tuple[torch.Tensor, ...]
+                    ) -> dict[str, ort.InferenceSession]:
     """The served graph with the detail cues (`fused`, as exported) and without (`plain`: the
-    same network, calibration and domain guard)."""
+    same network, calibration and domain guard), exported on `inputs`."""
     fused = build_scorer(detector_file)
     network, meta = load_network(detector_file)
     serving = meta.get("serving")
     plain = FakeScorer(network, int(meta["input_size"]), serving=ScoreServing.from_dict(
         serving) if isinstance(serving, dict) else None).eval()
-    return {"plain": onnx_session(plain), "fused": onnx_session(fused)}
+    return {"plain": onnx_session(plain, inputs), "fused": onnx_session(fused, inputs)}
 
 
-def onnx_session(scorer: FakeScorer) -> ort.InferenceSession:
+def onnx_session(scorer: FakeScorer, inputs: tuple[torch.Tensor, ...]) -> ort.InferenceSession:
     """The scorer exported to ONNX, in a 1-thread CPU session."""
     buffer = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(scorer, anchor_inputs(), buffer, dynamo=False, opset_version=17,
-                          input_names=list(NAMES), output_names=[FAKE_SCORE])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-
-
-def anchor_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The demo video's anchor frame, its face's landmarks and presence (batch 1, one slot)."""
-    frame = assets.read_frames(assets.demo_video(), [assets.ANCHOR_FRAME])[0][None]
-    found = build_finder(1).find(frame)
-    return (torch.from_numpy(frame), torch.from_numpy(found[LANDMARKS]),
-            torch.from_numpy(found[PRESENCE]))
-
-
-def alternate(sessions: dict[str, ort.InferenceSession], rounds: int, runs: int
-              ) -> dict[str, list[float]]:
-    """ms per face of each session, one figure per round, the sessions taking turns."""
-    feeds = {name: tensor.numpy() for name, tensor in zip(NAMES, anchor_inputs(), strict=True)}
-    for session in sessions.values():
-        for _ in range(3):
-            session.run(None, feeds)
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            started = time.perf_counter()
-            for _ in range(runs):
-                session.run(None, feeds)
-            times[name].append((time.perf_counter() - started) / runs * 1000.0)
-    return times
+        torch.onnx.export(scorer, inputs, buffer, dynamo=False, opset_version=17,
+                          input_names=list(INPUT_NAMES), output_names=[FAKE_SCORE])
+    return one_thread_session(buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args(argv)
     detector_file = assets.weights_root() / "forensics" / f"{assets.default_forensic_detector()}.pt"
-    times = alternate(served_sessions(detector_file), args.rounds, args.runs)
-    medians = {name: round(statistics.median(values), 3) for name, values in times.items()}
+    inputs = anchor_inputs()
+    feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
+    times = alternate(served_sessions(detector_file, inputs), feeds, args.rounds, args.runs)
+    medians = median_ms(times)
     result = {"detector": detector_file.name, "rounds": args.rounds, "runs": args.runs,
               "ms_per_face": medians, "rounds_ms": {k: [round(v, 3) for v in values]
                                                     for k, values in times.items()},

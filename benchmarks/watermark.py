@@ -19,21 +19,25 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from swaptron import assets
+from swaptron.benchmarks.alternating import (
+    INPUT_NAMES,
+    alternate,
+    anchor_inputs,
+    medians,
+    one_thread_session,
+)
 from swaptron.client.h264 import H264Options, read_frames, write_h264
 from swaptron.client.marks import box_iou, track_faces
 from swaptron.mark_code import CODE_BITS, MarkKey, decode, encode_payload
@@ -258,37 +262,22 @@ def swapper_cost_ms(pipeline: Pipeline, mark: FrameMark, rounds: int = 6, runs: 
     """Median ms per frame of the exported served swapper (dynamic shapes, the demo video's
     anchor frame, one face) with and without the mark, alternating rounds (ONNX Runtime, 1
     thread)."""
-    frame = assets.read_frames(assets.demo_video(), [assets.ANCHOR_FRAME])[0][None]
-    found = pipeline.find(frame)
-    inputs = tuple(torch.from_numpy(found[name]) for name in (FRAME, LANDMARKS, PRESENCE))
-    names = (FRAME, LANDMARKS, PRESENCE)
+    inputs = anchor_inputs()
     sessions = {}
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
     for label, with_mark in (("plain", None), ("marked", mark)):
-        swapper = pipeline.swapper.with_mark(with_mark)
         buffer = io.BytesIO()
         with torch.no_grad():
-            torch.onnx.export(swapper, inputs, buffer, dynamo=False, opset_version=OPSET,
-                              input_names=list(names), output_names=[SWAPPED],
+            torch.onnx.export(pipeline.swapper.with_mark(with_mark), inputs, buffer,
+                              dynamo=False, opset_version=OPSET,
+                              input_names=list(INPUT_NAMES), output_names=[SWAPPED],
                               dynamic_axes={FRAME: {0: "b", 1: "h", 2: "w"},
                                             LANDMARKS: {0: "b", 1: "k"},
                                             PRESENCE: {0: "b", 1: "k"}})
-        sessions[label] = ort.InferenceSession(buffer.getvalue(), options,
-                                               providers=["CPUExecutionProvider"])
-    feeds = {name: tensor.numpy() for name, tensor in zip(names, inputs, strict=True)}
-    times: dict[str, list[float]] = {label: [] for label in sessions}
-    for session in sessions.values():
-        session.run(None, feeds)
-    for _ in range(rounds):
-        for label, session in sessions.items():
-            start = time.perf_counter()
-            for _ in range(runs):
-                session.run(None, feeds)
-            times[label].append((time.perf_counter() - start) / runs * 1000.0)
-    medians = {label: statistics.median(values) for label, values in times.items()}
-    return {"plain_ms": round(medians["plain"], 3), "marked_ms": round(medians["marked"], 3),
-            "ratio": round(medians["marked"] / medians["plain"], 4)}
+        sessions[label] = one_thread_session(buffer.getvalue())
+    feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
+    found = medians(alternate(sessions, feeds, rounds, runs))
+    return {"plain_ms": found["plain"], "marked_ms": found["marked"],
+            "ratio": round(found["marked"] / found["plain"], 4)}
 
 
 def dwtdct_codes(count: int, bits: int = 32) -> np.ndarray:
