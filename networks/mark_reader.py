@@ -3,9 +3,10 @@
 FRAME uint8 [B,H,W,3], LANDMARKS [B,K,468,2] and PRESENCE [B,K] -> MARK [B,K,CODE_BITS]. The
 mark is anchored to the frame (networks/watermark.py), so no face is aligned: the frame's luma
 is high-passed (its Gaussian blur of sigma `key.highpass` taken off), weighed per face slot by a
-smooth elliptical window over the face (`key.window` of the face outline's extent), folded onto
+smooth elliptical window over the face (`key.window` of the face outline's extent) over the local
+power of that detail (the host's texture is the reader's noise: edges count less), folded onto
 one T x T tile (the frame cut into tiles from its top-left corner, the tiles summed) and
-projected on the key's patterns, each projection divided by the window's energy on that pattern
+projected on the key's patterns, each projection divided by the weights' energy on that pattern
 and by the strength: soft bits, about +-1 where the swapper marked the face, 0 for an empty slot.
 The same is done for a frame that was downscaled 2x after marking (tile T/2, the patterns
 area-averaged, half the sigma) and each slot keeps the scale whose soft bits lie closer to +-1
@@ -41,14 +42,13 @@ def gaussian_taps(sigma: float) -> torch.Tensor:
 class ScaleReader(nn.Module):
     """Soft bits at one scale: weighted, high-passed luma folded onto a tile and projected."""
 
-    def __init__(self, key: MarkKey, factor: int) -> None:
+    def __init__(self, key: MarkKey, factor: int, patterns: torch.Tensor) -> None:
         super().__init__()
-        patterns = tile_patterns(key)
-        if factor == 2:
-            patterns = halved_patterns(patterns, key.tile)
         self.tile = key.tile // factor
         self.strength = key.strength
-        self.register_buffer("patterns", torch.from_numpy(patterns), persistent=False)
+        self.noise_box = max(3, (key.noise_box // factor) | 1) if key.noise_box else 0  # odd
+        self.noise_floor = key.noise_floor
+        self.register_buffer("patterns", patterns, persistent=False)
         self.register_buffer("taps", gaussian_taps(key.highpass / factor), persistent=False)
 
     def highpass(self, grey: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,17 @@ class ScaleReader(nn.Module):
         blurred = functional.conv2d(padded, self.taps.reshape(1, 1, 1, -1))
         blurred = functional.conv2d(blurred, self.taps.reshape(1, 1, -1, 1))
         return grey - blurred
+
+    def weights(self, detail: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """Each slot's window [B,K,H,W] over (the detail's local mean square + the floor): the
+        host's own texture is the reader's noise, so busy pixels count less. A key's
+        noise_box of 0 weighs by the window alone."""
+        if self.noise_box == 0:
+            return windows
+        half = self.noise_box // 2
+        padded = functional.pad(detail * detail, (half, half, half, half), mode="replicate")
+        power = functional.avg_pool2d(padded, self.noise_box, stride=1)  # [B,1,H,W]
+        return windows / (power + self.noise_floor)
 
     def fold(self, images: torch.Tensor) -> torch.Tensor:
         """[N,H,W] -> [N,T*T]: zero-padded to whole tiles, the tiles summed."""
@@ -69,15 +80,28 @@ class ScaleReader(nn.Module):
         tiles = padded.reshape(-1, rows, tile, columns, tile)
         return tiles.sum(dim=(1, 3)).reshape(-1, tile * tile)
 
+    def folds(self, grey: torch.Tensor, windows: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """grey [B,1,H,W] (0..255), windows [B,K,H,W] -> the weighted detail and the weights,
+        each folded onto the tile [B*K,T*T]. Only the tile, the high-pass and the noise weights
+        of the key enter here, not its secret."""
+        detail = self.highpass(grey)
+        weights = self.weights(detail, windows)
+        return self.fold((weights * detail).flatten(0, 1)), self.fold(weights.flatten(0, 1))
+
+    def project(self, folded: tuple[torch.Tensor, torch.Tensor],
+                patterns: torch.Tensor | None = None) -> torch.Tensor:
+        """Folds -> soft bits [B*K,CODE_BITS]: each projection over the weights' energy on its
+        pattern and the strength (patterns: another key's at this scale; default this one's)."""
+        patterns = self.patterns if patterns is None else patterns
+        detail, weights = folded
+        energy = torch.matmul(weights, (patterns * patterns).t())
+        return torch.matmul(detail, patterns.t()) / (energy.clamp_min(1e-9) * self.strength)
+
     def forward(self, grey: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
         """grey [B,1,H,W] (0..255), windows [B,K,H,W] -> soft bits [B,K,CODE_BITS]."""
-        batch, slots = windows.shape[0], windows.shape[1]
-        weighted = (windows * self.highpass(grey)).flatten(0, 1)  # [B*K,H,W]
-        projection = torch.matmul(self.fold(weighted), self.patterns.t())
-        energy = torch.matmul(self.fold((windows * windows).flatten(0, 1)),
-                              (self.patterns * self.patterns).t())
-        soft = projection / (energy.clamp_min(1e-6) * self.strength)
-        return soft.reshape(batch, slots, -1)
+        soft = self.project(self.folds(grey, windows))
+        return soft.reshape(windows.shape[0], windows.shape[1], -1)
 
 
 class MarkReader(nn.Module):
@@ -87,7 +111,9 @@ class MarkReader(nn.Module):
         super().__init__()
         self.key = key or MarkKey()
         self.presence_threshold = presence_threshold
-        self.scales = nn.ModuleList(ScaleReader(self.key, factor) for factor in SCALES)
+        self.scales = nn.ModuleList(
+            ScaleReader(self.key, factor, patterns)
+            for factor, patterns in zip(SCALES, scale_patterns(self.key), strict=True))
         self.register_buffer("luma_weights", torch.tensor(LUMA_BGR).reshape(1, 1, 1, 3),
                              persistent=False)
 
@@ -105,20 +131,45 @@ class MarkReader(nn.Module):
                             + ((ys - centre[:, :, 1]) / half[:, :, 1]) ** 2)
         return ((1.0 - radius) / WINDOW_TAPER).clamp(0.0, 1.0)
 
+    def folds(self, frame: torch.Tensor, landmarks: torch.Tensor, presence: torch.Tensor
+              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every scale's folds of every face slot [B*K,T*T] (ScaleReader.folds); an empty slot
+        folds to zeros. Another key with the same tile, high-pass and noise weights can read
+        these (soft_bits with its patterns) without folding the frame again."""
+        batch, slots = landmarks.shape[0], landmarks.shape[1]
+        valid = (presence > self.presence_threshold).to(torch.float32)  # [B,K]
+        grey = (frame.to(torch.float32) * self.luma_weights).sum(dim=-1).unsqueeze(1)
+        windows = self.windows(grey, landmarks.float()) * valid.reshape(batch, slots, 1, 1)
+        return [reader.folds(grey, windows) for reader in self.scales]
+
+    def soft_bits(self, folds: list[tuple[torch.Tensor, torch.Tensor]],
+                  patterns: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Folds -> soft bits [B*K,CODE_BITS], each slot at the scale whose soft bits lie closer
+        to +-1 (patterns: another key's, one per scale, from scale_patterns)."""
+        best, best_sureness = None, None
+        for index, reader in enumerate(self.scales):
+            soft = reader.project(folds[index], None if patterns is None else patterns[index])
+            sureness = -((soft.abs() - 1.0) ** 2).mean(dim=1, keepdim=True)
+            if best is None or best_sureness is None:
+                best, best_sureness = soft, sureness
+                continue
+            better = sureness > best_sureness
+            best = torch.where(better, soft, best)
+            best_sureness = torch.where(better, sureness, best_sureness)
+        return best
+
     def forward(self, frame: torch.Tensor, landmarks: torch.Tensor, presence: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> MARK [B,K,CODE_BITS] float32 soft bits (0 for an empty slot), and PRESENCE as it
         came (the scan ensemble's next step reads it from here)."""
         batch, slots = landmarks.shape[0], landmarks.shape[1]
-        valid = (presence > self.presence_threshold).to(torch.float32)  # [B,K]
-        grey = (frame.to(torch.float32) * self.luma_weights).sum(dim=-1).unsqueeze(1)
-        windows = self.windows(grey, landmarks.float()) * valid.reshape(batch, slots, 1, 1)
-        best = torch.zeros(batch, slots, self.scales[0].patterns.shape[0])
-        best_sureness = torch.full((batch, slots, 1), -1.0)
-        for reader in self.scales:
-            soft = reader(grey, windows)
-            sureness = -((soft.abs() - 1.0) ** 2).mean(dim=2, keepdim=True)
-            better = sureness > best_sureness
-            best = torch.where(better, soft, best)
-            best_sureness = torch.where(better, sureness, best_sureness)
-        return best * valid.unsqueeze(-1), presence * 1.0
+        valid = (presence > self.presence_threshold).to(torch.float32)
+        soft = self.soft_bits(self.folds(frame, landmarks, presence)).reshape(batch, slots, -1)
+        return soft * valid.unsqueeze(-1), presence * 1.0
+
+
+def scale_patterns(key: MarkKey) -> list[torch.Tensor]:
+    """A key's patterns as each of SCALES shows them ([CODE_BITS,(T/f)^2] per scale)."""
+    patterns = tile_patterns(key)
+    return [torch.from_numpy(patterns if factor == 1 else halved_patterns(patterns, key.tile))
+            for factor in SCALES]

@@ -41,7 +41,10 @@ class MarkKey:
     index units of the tile (radius r is a period of 2 * tile / r pixels); strength: each bit's
     amplitude (luma levels x unit-norm pattern per tile); highpass: the reader's Gaussian sigma
     (pixels), whose blur is taken off the luma before projecting; window: the reader's window
-    half-axes as fractions of the face outline's.
+    half-axes as fractions of the face outline's; noise_box and noise_floor: the reader weighs
+    each pixel by 1 / (the high-passed luma's mean square over a noise_box-pixel square +
+    noise_floor), so the host's edges (eyes, mouth, hair) count less than its flat skin
+    (noise_box 0: by the window alone).
     """
 
     secret: bytes = DEFAULT_SECRET
@@ -50,6 +53,8 @@ class MarkKey:
     strength: float = 30.0
     highpass: float = 3.0
     window: float = 0.8
+    noise_box: int = 9
+    noise_floor: float = 10.0
 
     def seed(self, purpose: str) -> int:
         """A 64-bit seed for one use of the secret (patterns, mask, CRC)."""

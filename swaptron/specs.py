@@ -278,9 +278,10 @@ def model_specs(max_faces: int, dfm: bool = False) -> dict[str, ModelSpec]:
         # ensemble is a chain: tests/unit/test_configs.py)
         ModelSpec(MARK_READER, (frame(), landmarks, presence),
                   (mark, TensorSpec(MARK_PRESENCE, "FP32", (max_faces,))),
-                  "per face slot: the swapper's alignment, the luma's projection on the mark's "
-                  "patterns over the margin (soft bits, 0 for an empty slot); PRESENCE passes "
-                  "through", stands_for=((MARK_PRESENCE, PRESENCE),)),
+                  "per face slot: the high-passed luma over the face, weighed down where the "
+                  "face is busy, folded onto the mark's tile and projected on its patterns "
+                  "(soft bits, 0 for an empty slot); PRESENCE passes through",
+                  stands_for=((MARK_PRESENCE, PRESENCE),)),
         ModelSpec(TRACKER, (frame(),), (faces, landmarks, presence),
                   "per stream: the detector on keyframes, each face's crop from its previous "
                   "landmarks between them, the landmarker on every frame (server/"
