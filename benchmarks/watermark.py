@@ -178,6 +178,11 @@ def brightness_contrast(frames: Frames, gain: float = 1.1, offset: float = 10.0)
     return [cv2.convertScaleAbs(frame, alpha=gain, beta=offset) for frame in frames]
 
 
+def crop(frames: Frames, pixels: int = 8) -> Frames:
+    """Each frame less its first rows and columns: the tile grid shifts (a known limit)."""
+    return [np.ascontiguousarray(frame[pixels:, pixels:]) for frame in frames]
+
+
 TRANSFORMS: dict[str, tuple[Callable[[Frames], Frames], float]] = {
     "none": (lambda frames: frames, 1.0),
     "jpeg70": (jpeg, 1.0),
@@ -185,6 +190,7 @@ TRANSFORMS: dict[str, tuple[Callable[[Frames], Frames], float]] = {
     "downscale_0.5": (downscale, 0.5),
     "brightness+10_contrast1.1": (brightness_contrast, 1.0),
     "h264_then_jpeg70": (lambda frames: jpeg(h264(frames)), 1.0),
+    "crop_8px": (crop, 1.0),  # not among the issue's transforms: shown as the known limit
 }
 
 
