@@ -73,9 +73,11 @@ def hull_mask(template: np.ndarray, size: int, scale: float) -> np.ndarray:
 
 
 class DetailCues(nn.Module):
-    """Forensic crops [N,3,S,S] (BGR in [0,1]) -> cues [N,CUES] (float32)."""
+    """Forensic crops [N,3,S,S] (BGR in [0,1]) -> cues [N,CUES] (float32), measured on one
+    channel: `grey_weights` (B, G, R) mixes it (the served default: luma)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, grey_weights: tuple[float, float, float] = GREY_WEIGHTS
+                 ) -> None:
         super().__init__()
         template = forensic_template(size).numpy()
         inner = hull_mask(template, size, INNER_SCALE)
@@ -93,7 +95,7 @@ class DetailCues(nn.Module):
         self.register_buffer("gauss", torch.from_numpy(gauss), persistent=False)
         self.register_buffer("laplacian", torch.tensor(LAPLACIAN).reshape(1, 1, 3, 3),
                              persistent=False)
-        self.register_buffer("grey", torch.tensor(GREY_WEIGHTS).reshape(1, 3, 1, 1),
+        self.register_buffer("grey", torch.tensor(grey_weights).reshape(1, 3, 1, 1),
                              persistent=False)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
@@ -117,10 +119,11 @@ class DetailCues(nn.Module):
 class CueFusion(nn.Module):
     """A detector whose logit is fused with the detail cues: crops [N,3,S,S] -> logit [N]."""
 
-    def __init__(self, detector: nn.Module, size: int, fusion: Fusion) -> None:
+    def __init__(self, detector: nn.Module, size: int, fusion: Fusion,
+                 grey_weights: tuple[float, float, float] = GREY_WEIGHTS) -> None:
         super().__init__()
         self.detector = detector
-        self.cues = DetailCues(size)
+        self.cues = DetailCues(size, grey_weights)
         self.logit_weight = fusion.logit_weight
         self.fusion_bias = fusion.bias
         self.register_buffer("weights", torch.tensor(fusion.weights) / torch.tensor(

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import torch
 
 from swaptron import assets
-from swaptron.networks.detail_cues import CueFusion, DetailCues, Fusion
+from swaptron.networks.detail_cues import GREY_WEIGHTS, CueFusion, DetailCues, Fusion
 from swaptron.networks.fake_score import FakeScorer, ScoreServing
 from swaptron.networks.pipeline import build_finder
 from swaptron.specs import FAKE_SCORE, FRAME, LANDMARKS, PRESENCE
@@ -50,14 +50,16 @@ class StillPhotos:
     still_set: StillSet
 
 
-def serving_for(model: torch.nn.Module, size: int, sets: dict[str, dict]
+def serving_for(model: torch.nn.Module, size: int, sets: dict[str, dict],
+                grey_weights: tuple[float, float, float] = GREY_WEIGHTS
                 ) -> tuple[ScoreServing, dict[str, object], Fusion]:
     """The serving chosen on the video validation split for the detector fused with the detail
-    cues, the validation figures it came with (`val_auc_vs_our_swaps`,
-    `val_auc_vs_self_blend`), and the fusion (training/forensics_serving.py)."""
+    cues (measured on the `grey_weights` channel), the validation figures it came with
+    (`val_auc_vs_our_swaps`, `val_auc_vs_self_blend`), and the fusion
+    (training/forensics_serving.py)."""
     val = sets["val"]
-    fusion = fit_served_fusion(model, size, val)
-    detector = CueFusion(model, size, fusion).eval()
+    fusion = fit_served_fusion(model, size, val, grey_weights)
+    detector = CueFusion(model, size, fusion, grey_weights).eval()
     real = logits_of(detector, size, val["real"][0])
     swaps = logits_of(detector, size, val["swaps"][0])
     blends = logits_of(detector, size, val["self_blend"][0])
@@ -70,7 +72,8 @@ def serving_for(model: torch.nn.Module, size: int, sets: dict[str, dict]
                      "val_auc_vs_self_blend": round(auc(real, blends), 4)}, fusion
 
 
-def fit_served_fusion(model: torch.nn.Module, size: int, val: dict[str, tuple]) -> Fusion:
+def fit_served_fusion(model: torch.nn.Module, size: int, val: dict[str, tuple],
+                      grey_weights: tuple[float, float, float] = GREY_WEIGHTS) -> Fusion:
     """The fusion fitted on FUSION_DRAWS photo-augmented copies of the validation real faces
     and our swaps (a fixed seed, so the card reproduces)."""
     rng = np.random.default_rng(FUSION_SEED)
@@ -79,7 +82,7 @@ def fit_served_fusion(model: torch.nn.Module, size: int, val: dict[str, tuple]) 
     augmented = [photo_augment(face, rng) for _ in range(FUSION_DRAWS) for face in faces]
     with torch.no_grad():
         logits = logits_of(model, size, augmented)
-        cues = logits_of(DetailCues(size), size, augmented)
+        cues = logits_of(DetailCues(size, grey_weights), size, augmented)
     return fit_fusion(logits, cues, np.tile(labels, FUSION_DRAWS))
 
 

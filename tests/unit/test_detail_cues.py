@@ -55,6 +55,21 @@ def test_a_blurred_face_in_a_sharp_photo_loses_detail_against_its_surroundings(
     assert swapped_like[3] < original[3]  # fine detail inside
 
 
+def test_cues_on_a_chroma_channel_are_blind_to_a_luma_only_shift(face_crop: np.ndarray) -> None:
+    """The provenance mark shifts B, G and R alike: luma cues read it as detail, cues on a
+    chroma channel (training/cue_channels.py) do not."""
+    rng = np.random.default_rng(28)
+    shift = rng.choice([-3.0, 3.0], size=(SIZE, SIZE, 1))  # a fine luma-only pattern
+    marked = face_crop.astype(np.float32) + shift
+    faces = torch.from_numpy(np.stack([face_crop.astype(np.float32), marked])).permute(
+        0, 3, 1, 2) / 255.0
+    with torch.no_grad():
+        luma = DetailCues(SIZE)(faces).numpy()
+        chroma = DetailCues(SIZE, (-0.114, -0.587, 0.701))(faces).numpy()
+    assert np.abs(luma[1] - luma[0]).max() > 0.1
+    np.testing.assert_allclose(chroma[1], chroma[0], atol=1e-4)
+
+
 def test_a_crop_too_small_for_the_cues_is_refused() -> None:
     with pytest.raises(ValueError, match="no margin"):
         DetailCues(32)
