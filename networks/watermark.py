@@ -9,8 +9,9 @@ and nowhere else. The same shift goes into B, G and R (a luma-only change; yuv42
 subsampling does not touch it). Anchored to the frame rather than to the face, the mark needs
 no face alignment to be read: a reader folds the frame's pixels onto the tile.
 
-In a graph this is one Gather from a constant table by an index computed from the pixel's row,
-column and the face's identity, and an add: ONNX opset 17, and TensorRT 10.5 takes it.
+In a graph this is two small Gathers and an add: the tile rows of each image's window rows
+(from a constant [identities*T, T] table), then, transposed, their columns; no per-pixel index
+is computed. ONNX opset 17, and TensorRT 10.5 takes it.
 """
 
 from __future__ import annotations
@@ -44,17 +45,18 @@ class FrameMark(nn.Module):
         self.tile = self.key.tile
         tiles = np.stack([codeword_tile(server_id, index, self.key)
                           for index in range(identities)])
-        self.register_buffer("tiles", torch.from_numpy(tiles.reshape(-1)).float(),
-                             persistent=False)  # [I*T*T] luma levels
+        self.register_buffer("tiles", torch.from_numpy(tiles.reshape(-1, self.tile)).float(),
+                             persistent=False)  # [I*T,T] luma levels: the tiles' rows
 
     def delta(self, rows: torch.Tensor, columns: torch.Tensor, targets: torch.Tensor
               ) -> torch.Tensor:
         """rows [B,h] and columns [B,w] (int64 frame pixels), targets [B] (int64 identity
         index) -> the luma shift [B,h,w] (levels)."""
-        tile = self.tile
-        base = (targets * (tile * tile)).reshape(-1, 1, 1)
-        index = base + (rows % tile).unsqueeze(2) * tile + (columns % tile).unsqueeze(1)
-        return self.tiles[index]
+        tile, batch = self.tile, rows.shape[0]
+        tile_rows = self.tiles[(targets * tile).reshape(-1, 1) + rows % tile]  # [B,h,T]
+        by_column = tile_rows.transpose(1, 2).reshape(batch * tile, -1)  # [B*T,h]
+        first_column = (torch.arange(batch) * tile).reshape(-1, 1)
+        return by_column[first_column + columns % tile].transpose(1, 2)  # [B,h,w]
 
 
 def build_mark(options: MarkOptions, identities: int) -> FrameMark | None:
