@@ -208,9 +208,10 @@ def concurrent_runs(build: Build, url: str, fps: float, frames: int, work: Path,
 def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress,
             stream_options: tuple[str, ...] = (), head_export: tuple[str, ...] = ()
             ) -> dict[str, object]:
-    """Both builds served at once; each run alternates REF, HEAD over `rounds` rounds;
-    `stream_options` go to every stream (`--check`: the checked stream), `head_export` to
-    HEAD's export (`--dfm ...`: DFMs loaded; `--no-mark`)."""
+    """Both builds served at once; one unrecorded unpaced warm-up stream each (REF, HEAD: a
+    cold server's first stream runs slower), then each run alternates REF, HEAD over `rounds`
+    rounds; `stream_options` go to every stream (`--check`: the checked stream), `head_export`
+    to HEAD's export (`--dfm ...`: DFMs loaded; `--no-mark`)."""
     from swaptron.server.launcher import free_ports
 
     builds = (reference_build(ref, work), head_build(work, head_export))
@@ -222,6 +223,12 @@ def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress,
             ports = free_ports()
             urls[build.name] = stack.enter_context(serving(
                 build, (ports.http, ports.grpc, ports.metrics), work / f"triton-{index}.log", say))
+        warmup = {}
+        for index, build in enumerate(builds):
+            sample = stream_run(build, urls[build.name], (*RUNS["unpaced"], *stream_options),
+                                frames, work / f"warmup-{index}.json")
+            warmup[build.name] = sample
+            say(f"warm-up {build.name}: {sample['fps']:.1f} FPS (not recorded)")
         for round_index in range(rounds):
             for run, extra in RUNS.items():
                 for index, build in enumerate(builds):
@@ -242,6 +249,8 @@ def measure(ref: str, work: Path, rounds: int, frames: int, say: Progress,
             say(f"{CONCURRENT_STREAMS} streams at {rate:.1f} FPS each, {build.name}: "
                 f"{concurrent[build.name]}")
     results = summarise(ref, builds, samples, rounds, frames)
+    results["warmup_unpaced_fps"] = {name: round(sample["fps"], 2)
+                                     for name, sample in warmup.items()}
     results["concurrent_realtime"] = concurrent
     return results
 
@@ -266,6 +275,15 @@ def summarise(ref: str, builds: tuple[Build, Build],
             "samples": samples}
 
 
+def warmup_words(results: dict[str, object]) -> str:
+    """The warm-up streams' FPS, as the table's heading says them (older results had none)."""
+    warmup = results.get("warmup_unpaced_fps")
+    if not isinstance(warmup, dict):
+        return ""
+    return ", after one unrecorded unpaced warm-up stream per build (" + ", ".join(
+        f"{name}: {fps} FPS" for name, fps in warmup.items()) + ")"
+
+
 def markdown(results: dict[str, object]) -> str:
     """The side-by-side table: each build's medians and the ratio HEAD/REF."""
     reference_name, head_name = results["builds"]  # type: ignore[misc]
@@ -274,7 +292,8 @@ def markdown(results: dict[str, object]) -> str:
     lines = [f"# HEAD against {results['ref']}", "",
              f"`{results['command']}`, {results['date']}, host {results['host']}: both builds "
              f"served at once, {results['rounds']} alternating rounds of {results['frames']} "
-             "frames of Megamind per run, each build's default stream; medians.", "",
+             "frames of Megamind per run, each build's default stream; medians"
+             + warmup_words(results) + ".", "",
              f"| measure | {reference_name} | {head_name} | HEAD/REF |", "|---|---|---|---|"]
     for key, value in medians[reference_name].items():
         ratio = ratios.get(key)

@@ -28,6 +28,8 @@ def test_against_head_builds_it_beside_and_streams_both_alternately(tmp_path: Pa
             samples = results["samples"][name][run]
             assert len(samples) == results["rounds"] == 2  # REF, HEAD, REF, HEAD
             assert all(sample["fps"] > 0 and sample["p95_ms"] > 0 for sample in samples)
+    assert set(results["warmup_unpaced_fps"]) == {reference, head}  # one unrecorded each
+    assert any(work.rglob("warmup-0.json")) and any(work.rglob("warmup-1.json"))
     for key in ("unpaced_fps", "realtime_24_p95_ms"):
         assert results["ratios_head_over_ref"][key] > 0
     for name in (reference, head):  # four realtime streams at once, beside one alone
