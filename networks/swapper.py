@@ -304,10 +304,11 @@ class FaceSwapper(nn.Module):
                                    mode="bilinear", padding_mode="zeros",
                                    align_corners=False)  # [B,4,h,w]
             alpha = warped[:, 3] * valid[:, slot].reshape(batch, 1, 1)  # [B,h,w]
-            colour = warped[:, 0:3].permute(0, 2, 3, 1)  # [B,h,w,3]
+            colour = warped[:, 0:3]  # [B,3,h,w]
+            if self.mark is not None and target is not None:  # channel-first: a cheap add
+                colour = colour + self.mark.delta(rows, columns, target).unsqueeze(1)
+            colour = colour.permute(0, 2, 3, 1)  # [B,h,w,3]
             if self.graph.fixed_shapes:
-                if self.mark is not None and target is not None:
-                    colour = colour + self.mark.delta(rows, columns, target).unsqueeze(-1)
                 blended = pixels + alpha.unsqueeze(-1) * (colour - pixels)
                 pixels = blended.round().clamp(0.0, 255.0)
                 continue
@@ -317,9 +318,6 @@ class FaceSwapper(nn.Module):
             original = pixels[index].to(torch.float32)
             weight = alpha.reshape(-1)[touched].unsqueeze(1)
             face = colour.reshape(-1, 3)[touched]
-            if self.mark is not None and target is not None:  # only the pixels blended
-                face = face + self.mark.delta(rows, columns, target).reshape(-1)[
-                    touched].unsqueeze(1)
             blended = original + weight * (face - original)
             pixels = pixels.index_put((index,), blended.round().clamp(0.0, 255.0).to(torch.uint8))
         if self.graph.fixed_shapes:
