@@ -331,15 +331,16 @@ def export_suffix(head_export: tuple[str, ...]) -> str:
 
 
 def run_against(ref: str, output: Path, work: Path, frames: int, command: str,
-                say: Progress, check: bool = False, head_export: tuple[str, ...] = ()
-                ) -> dict[str, object]:
-    """Measure, then write against-<ref>.json and .md into output; returns the results."""
+                say: Progress, check: bool = False, head_export: tuple[str, ...] = (),
+                rounds: int = 2) -> dict[str, object]:
+    """Measure (`rounds` alternating rounds), then write against-<ref>.json and .md into
+    output; returns the results."""
     import datetime
 
     from swaptron.benchmarks.bench import host_name
 
     work.mkdir(parents=True, exist_ok=True)
-    results = measure(ref, work, rounds=2, frames=frames, say=say,
+    results = measure(ref, work, rounds=rounds, frames=frames, say=say,
                       stream_options=("--check",) if check else (), head_export=head_export)
     results["stream"] = "checked" if check else "default"
     results["head_export"] = list(head_export)

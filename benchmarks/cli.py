@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from swaptron.arguments import positive_float
+from swaptron.arguments import positive_float, positive_int
 from swaptron.assets import project_dir
 from swaptron.specs import DETECTOR
 
@@ -15,6 +15,7 @@ DEFAULT_WORK = project_dir() / "build" / "bench"
 DEFAULT_SEED = project_dir() / "model_repository"
 AGAINST_FRAMES = 144  # frames of each --against run (--quick: half; --seconds S: 24 x S)
 AGAINST_MIN_FRAMES = 24
+AGAINST_ROUNDS = 2  # alternating rounds of each --against run (--rounds N)
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -93,6 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --against: extra `swaptron export` options for the working "
                              "tree, e.g. '--dfm model.dfm' (DFMs loaded) or '--no-mark' "
                              "(against-REF-<options>.md)")
+    parser.add_argument("--rounds", type=positive_int, default=AGAINST_ROUNDS,
+                        help="with --against: alternating rounds (REF, HEAD) of each run; the "
+                             f"medians over them are reported (default {AGAINST_ROUNDS})")
     parser.add_argument("--readme", type=Path, default=None,
                         help="README whose `<!-- bench:begin -->`...`<!-- bench:end -->` block "
                              "gets the latest table (default: benchmarks/README.md when "
@@ -122,6 +126,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--check")
     if args.head_export:
         parts += ["--head-export", shlex.quote(args.head_export)]
+    if args.rounds != AGAINST_ROUNDS:
+        parts += ["--rounds", str(args.rounds)]
     if args.url:
         parts += ["--url", args.url]
     if args.variants:
@@ -202,7 +208,7 @@ def run_against(args: argparse.Namespace) -> int:
         results = measure_against(args.against, args.output_dir, args.work_dir / "against",
                                   frames, command_line(args),
                                   lambda line: print(line, flush=True), args.check,
-                                  tuple(shlex.split(args.head_export)))
+                                  tuple(shlex.split(args.head_export)), args.rounds)
     except AgainstError as error:
         print(f"error: {error}")
         return 1
