@@ -3,7 +3,7 @@ put the frames through what a shared clip goes through, find the faces again and
 back with the served reader graph.
 
     nice -n 10 .venv/bin/python -m swaptron.benchmarks.watermark [--frames N] [--keys N]
-        [--clips NAME[@FIRST_FRAME] ...]
+        [--clips NAME[@FIRST_FRAME] ...] [--cost-only]
 
 The default clips are held out: no frame of them was looked at while the key and the reader were
 tuned (DEV_CLIPS). False marks for many keys cost little: each face is folded once and each
@@ -16,7 +16,8 @@ frames of a face at least 96 px wide), false marks on the unmarked real footage 
 transform (the public key and `--keys` random keys), PSNR of the marked against the unmarked
 swapped face (its outline's box), and invisible-watermark's dwtDct embedded in the same faces.
 The mark's cost: the swapper graph with and without it, alternating (ONNX Runtime, 1 thread).
-Writes benchmarks/results/watermark.json and .md.
+Writes benchmarks/results/watermark.json and .md; `--cost-only` measures the costs alone and
+writes watermark_cost.json and .md.
 """
 
 from __future__ import annotations
@@ -482,6 +483,23 @@ def write(results: dict[str, object], folder: Path) -> None:
     (folder / "watermark.md").write_text("\n".join(lines) + "\n")
 
 
+def write_cost(swapper: dict[str, float], reader: dict[str, float], folder: Path) -> None:
+    """watermark_cost.json and .md: the two alternating cost measurements alone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {"command": "nice -n 10 .venv/bin/python -m swaptron.benchmarks.watermark "
+                          "--cost-only", "swapper_cost": swapper, "reader_cost": reader}
+    (folder / "watermark_cost.json").write_text(json.dumps(results, indent=1) + "\n")
+    (folder / "watermark_cost.md").write_text(
+        "# Invisible mark: cost\n\n"
+        f"Command: `{results['command']}`. ONNX Runtime, 1 thread, the demo video's anchor "
+        "frame (one face), alternating rounds, medians.\n\n"
+        "| graph | with | without | ratio |\n|---|---|---|---|\n"
+        f"| served swapper, mark on / `--no-mark` (ms per frame) | {swapper['marked_ms']} | "
+        f"{swapper['plain_ms']} | {swapper['ratio']}x |\n"
+        f"| scan's reader, noise weights / window only (ms per frame) | "
+        f"{reader['weighted_ms']} | {reader['window_only_ms']} | {reader['ratio']}x |\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the table and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -492,6 +510,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="NAME[@FIRST_FRAME]: footage clips or Megamind (default: held out; "
                              f"the tuning clips were {' '.join(DEV_CLIPS)})")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="only the swapper's and the reader's costs (watermark_cost.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -500,6 +520,9 @@ def main(argv: list[str] | None = None) -> None:
     mark = FrameMark(len(pipeline.swapper.identities), SERVER_ID, key).eval()
     cost = swapper_cost_ms(pipeline, mark)
     reading_cost = reader_cost_ms(key)
+    if args.cost_only:
+        write_cost(cost, reading_cost, args.out)
+        return
     clips = {name: load_clip(name, args.frames) for name in args.clips}
     results = {"command": "nice -n 10 .venv/bin/python -m swaptron.benchmarks.watermark "
                           + " ".join(sys.argv[1:] if argv is None else argv),
