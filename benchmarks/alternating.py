@@ -3,6 +3,7 @@ noisy machine moves every graph alike (benchmarks/scoring_cost.py, benchmarks/wa
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 
@@ -16,6 +17,9 @@ from swaptron.specs import FRAME, LANDMARKS, PRESENCE
 
 INPUT_NAMES = (FRAME, LANDMARKS, PRESENCE)
 WARMUP_RUNS = 3
+OPSET = 17
+DYNAMIC_AXES = {FRAME: {0: "b", 1: "h", 2: "w"}, LANDMARKS: {0: "b", 1: "k"},
+                PRESENCE: {0: "b", 1: "k"}}
 
 
 def anchor_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -31,6 +35,18 @@ def one_thread_session(graph: bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def exported_session(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
+                     output_names: list[str], dynamic: bool = True) -> ort.InferenceSession:
+    """A graph of FRAME, LANDMARKS and PRESENCE exported to ONNX (dynamic batch, frame size
+    and slots unless `dynamic` is false), in a one-thread session."""
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(module, inputs, buffer, dynamo=False, opset_version=OPSET,
+                          input_names=list(INPUT_NAMES), output_names=output_names,
+                          dynamic_axes=DYNAMIC_AXES if dynamic else None)
+    return one_thread_session(buffer.getvalue())
 
 
 def alternate(sessions: dict[str, ort.InferenceSession], feeds: dict[str, np.ndarray],

@@ -12,7 +12,6 @@ of each and their ratio. Writes benchmarks/results/scoring_cost.json and .md.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from swaptron.benchmarks.alternating import (
     INPUT_NAMES,
     alternate,
     anchor_inputs,
-    one_thread_session,
+    exported_session,
 )
 from swaptron.benchmarks.alternating import medians as median_ms
 from swaptron.networks.fake_score import FakeScorer, ScoreServing, build_scorer, load_network
@@ -48,11 +47,7 @@ def served_sessions(detector_file: Path, inputs: tuple[torch.Tensor, ...]
 
 def onnx_session(scorer: FakeScorer, inputs: tuple[torch.Tensor, ...]) -> ort.InferenceSession:
     """The scorer exported to ONNX, in a 1-thread CPU session."""
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(scorer, inputs, buffer, dynamo=False, opset_version=17,
-                          input_names=list(INPUT_NAMES), output_names=[FAKE_SCORE])
-    return one_thread_session(buffer.getvalue())
+    return exported_session(scorer, inputs, [FAKE_SCORE], dynamic=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,6 @@ writes watermark_cost.json and .md.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile
@@ -41,8 +40,8 @@ from swaptron.benchmarks.alternating import (
     INPUT_NAMES,
     alternate,
     anchor_inputs,
+    exported_session,
     medians,
-    one_thread_session,
 )
 from swaptron.client.h264 import H264Options, read_frames, write_h264
 from swaptron.client.marks import box_iou, track_faces
@@ -66,7 +65,6 @@ MIN_WIDTH = 96.0
 WINDOW = 24
 SERVER_ID = 0x5A17
 BATCH = 8
-OPSET = 17
 DWTDCT_MIN = 257
 Frames = list[np.ndarray]
 
@@ -294,17 +292,8 @@ def swapper_cost_ms(pipeline: Pipeline, mark: FrameMark, rounds: int = 6, runs: 
     anchor frame, one face) with and without the mark, alternating rounds (ONNX Runtime, 1
     thread)."""
     inputs = anchor_inputs()
-    sessions = {}
-    for label, with_mark in (("plain", None), ("marked", mark)):
-        buffer = io.BytesIO()
-        with torch.no_grad():
-            torch.onnx.export(pipeline.swapper.with_mark(with_mark), inputs, buffer,
-                              dynamo=False, opset_version=OPSET,
-                              input_names=list(INPUT_NAMES), output_names=[SWAPPED],
-                              dynamic_axes={FRAME: {0: "b", 1: "h", 2: "w"},
-                                            LANDMARKS: {0: "b", 1: "k"},
-                                            PRESENCE: {0: "b", 1: "k"}})
-        sessions[label] = one_thread_session(buffer.getvalue())
+    sessions = {label: exported_session(pipeline.swapper.with_mark(with_mark), inputs, [SWAPPED])
+                for label, with_mark in (("plain", None), ("marked", mark))}
     feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
     found = medians(alternate(sessions, feeds, rounds, runs))
     return {"plain_ms": found["plain"], "marked_ms": found["marked"],
@@ -317,17 +306,10 @@ def reader_cost_ms(key: MarkKey, rounds: int = 6, runs: int = 20) -> dict[str, f
     (noise_box 0), alternating rounds (ONNX Runtime, 1 thread): the scan's cost of the
     weights."""
     inputs = anchor_inputs()
-    sessions = {}
-    for label, reader_key in (("window_only", replace(key, noise_box=0)), ("weighted", key)):
-        buffer = io.BytesIO()
-        with torch.no_grad():
-            torch.onnx.export(MarkReader(reader_key).eval(), inputs, buffer, dynamo=False,
-                              opset_version=OPSET, input_names=list(INPUT_NAMES),
-                              output_names=[MARK, MARK_PRESENCE],
-                              dynamic_axes={FRAME: {0: "b", 1: "h", 2: "w"},
-                                            LANDMARKS: {0: "b", 1: "k"},
-                                            PRESENCE: {0: "b", 1: "k"}})
-        sessions[label] = one_thread_session(buffer.getvalue())
+    sessions = {label: exported_session(MarkReader(reader_key).eval(), inputs,
+                                        [MARK, MARK_PRESENCE])
+                for label, reader_key in (("window_only", replace(key, noise_box=0)),
+                                          ("weighted", key))}
     feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
     found = medians(alternate(sessions, feeds, rounds, runs))
     return {"window_only_ms": found["window_only"], "weighted_ms": found["weighted"],
