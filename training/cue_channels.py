@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from swaptron import assets
 from swaptron.networks.detail_cues import GREY_WEIGHTS, CueFusion
@@ -22,9 +27,9 @@ from swaptron.training.forensics_card import evaluation_sets
 from swaptron.training.forensics_cli import forensics_dir
 from swaptron.training.forensics_data import load_dataset
 from swaptron.training.forensics_domains import in_domain_rows, out_of_domain_rows
-from swaptron.training.forensics_ood import load_ood
+from swaptron.training.forensics_ood import StillSet, load_ood
 from swaptron.training.forensics_report import serving_for
-from swaptron.training.forensics_train import load_trained
+from swaptron.training.forensics_train import ForensicsTrainError, load_trained
 
 CHANNELS: dict[str, tuple[float, float, float]] = {  # (B, G, R) weights
     "luma": GREY_WEIGHTS,
@@ -34,19 +39,42 @@ CHANNELS: dict[str, tuple[float, float, float]] = {  # (B, G, R) weights
 KEYS = ("auc_vs_our_swaps", "fpr_real", "uncertain_real", "tpr_our_swaps")
 
 
-def channel_row(detector: Path, dataset: Path, ood: Path, weights: tuple[float, float, float]
-                ) -> dict[str, object]:
-    """The served rule's figures with cues on one channel: threshold, in domain (all videos)
-    and out of domain (all stills)."""
-    network, meta = load_trained(detector)
-    size = int(meta["input_size"])
+@dataclass(frozen=True)
+class StudyInputs:
+    """What every channel is measured on, loaded once: the detector and both domains."""
+
+    network: torch.nn.Module
+    size: int
+    sets: dict[str, dict]
+    ood: Path
+    stills: StillSet
+
+
+def load_inputs(detector: Path, dataset: Path, ood: Path) -> StudyInputs:
+    """The detector file, the video splits and the still set; ForensicsTrainError names a
+    missing one."""
+    for folder, command in ((dataset, "prepare"), (ood, "ood")):
+        if not (folder / "meta.json").is_file():
+            raise ForensicsTrainError(f"no {folder / 'meta.json'}: run `swaptron forensics "
+                                      f"{command}` first")
+    try:
+        network, meta = load_trained(detector)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError) as error:
+        raise ForensicsTrainError(f"{detector} is not a detector file: {error}") from error
     faces = load_dataset(dataset)
     sets = {split: evaluation_sets(dataset, faces, split) for split in ("val", "test", "unseen")}
+    return StudyInputs(network, int(meta["input_size"]), sets, ood, load_ood(ood))
+
+
+def channel_row(inputs: StudyInputs, weights: tuple[float, float, float]) -> dict[str, object]:
+    """The served rule's figures with cues on one channel: threshold, in domain (all videos)
+    and out of domain (all stills)."""
+    network, size, sets = inputs.network, inputs.size, inputs.sets
     serving, validation, fusion = serving_for(network, size, sets, weights)
     model = CueFusion(network, size, fusion, weights).eval()
     scorer = FakeScorer(model, size, serving=serving).eval()
     inside = in_domain_rows(model, size, serving, sets)["all"]
-    outside = out_of_domain_rows(scorer, ood, load_ood(ood))["all"]
+    outside = out_of_domain_rows(scorer, inputs.ood, inputs.stills)["all"]
     return {"threshold": serving.threshold, **validation,
             "in_domain": {key: inside.get(key) for key in KEYS},
             "out_of_domain": {key: outside.get(key) for key in KEYS}}
@@ -59,9 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ood", type=Path, default=forensics_dir() / "ood")
     parser.add_argument("--channel", choices=CHANNELS, action="append", default=None)
     args = parser.parse_args(argv)
+    try:
+        inputs = load_inputs(args.detector, args.dataset, args.ood)
+    except ForensicsTrainError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for name in args.channel or list(CHANNELS):
-        row = channel_row(args.detector, args.dataset, args.ood, CHANNELS[name])
-        print(json.dumps({"channel": name, **row}), flush=True)
+        print(json.dumps({"channel": name, **channel_row(inputs, CHANNELS[name])}), flush=True)
     return 0
 
 
