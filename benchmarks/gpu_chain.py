@@ -1,5 +1,7 @@
 """The PyTorch chain (detector -> landmarker -> swapper) on a CUDA GPU: frames/s by frame size,
-batch size and precision, copies to and from the GPU included.
+batch size and precision (fp32, fp16 autocast), copies to and from the GPU included, and the
+GPU's own time per batch (kernels and copies, by the profiler): what is left of a call's wall
+time is launching the eager ops one by one from Python.
 
 This is the eager PyTorch reference, not the TensorRT engines a GPU replica serves (TensorRT is
 not installable where this was run); `deploy/CAPACITY.md` takes its streams-per-GPU figure from
@@ -16,12 +18,15 @@ import json
 import platform
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from swaptron import assets
 from swaptron.networks.pipeline import Pipeline, PipelineOptions, build_pipeline
@@ -30,6 +35,8 @@ from swaptron.specs import SWAPPED
 FRAME_SIZES = {"720x528": (528, 720), "1920x1080": (1080, 1920)}
 BATCHES = (1, 4, 16, 32)
 PRECISIONS = ("fp32", "fp16-autocast")
+PROFILED_CALLS = 5
+COMPARED_SIZE = "720x528"  # the frame size whose batch of one is compared with the CPU's
 STREAM_FPS = 24.0
 FACE_FRAME = 120  # Megamind frame with one face, as in the CPU bench
 
@@ -53,46 +60,73 @@ def on_canvas(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return canvas
 
 
+def chain(pipeline: Pipeline, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Swapped frames and faces of frames already on the device."""
+    faces, keypoints = pipeline.detector(frame)
+    landmarks, presence = pipeline.landmarker(frame, faces, keypoints)
+    target, largest_only = (t.to(frame.device)
+                            for t in pipeline.swapper.choices(frame.shape[0]))
+    return pipeline.swapper(frame, landmarks, presence, target, largest_only), faces
+
+
 @torch.no_grad()
 def run_chain(pipeline: Pipeline, frames: np.ndarray, device: torch.device
               ) -> tuple[np.ndarray, np.ndarray]:
     """Frames in from host memory, swapped frames and faces back: what a replica does."""
-    frame = torch.from_numpy(frames).to(device)
-    faces, keypoints = pipeline.detector(frame)
-    landmarks, presence = pipeline.landmarker(frame, faces, keypoints)
-    target, largest_only = (t.to(device) for t in pipeline.swapper.choices(frames.shape[0]))
-    swapped = pipeline.swapper(frame, landmarks, presence, target, largest_only)
+    swapped, faces = chain(pipeline, torch.from_numpy(frames).to(device))
     return swapped.cpu().numpy(), faces.cpu().numpy()
 
 
 def measure(pipeline: Pipeline, frames: np.ndarray, device: torch.device, precision: str,
             seconds: float) -> dict[str, object]:
     """ms per batch and frames/s over repeated calls after warm-up."""
-    context = (torch.autocast("cuda", dtype=torch.float16) if precision == "fp16-autocast"
-               else nullcontext())
+    context = (torch.autocast(device.type, dtype=torch.float16)
+               if precision == "fp16-autocast" else nullcontext())
     with context:
+        def call(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return run_chain(pipeline, batch, device)
+
         for _ in range(3):
-            swapped, faces = run_chain(pipeline, frames, device)
+            swapped, faces = call(frames)
         synchronize(device)
         calls, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
-            run_chain(pipeline, frames, device)
+            call(frames)
             calls += 1
         synchronize(device)
+        busy = kernel_ms(call, frames) if device.type == "cuda" else None
     elapsed = time.perf_counter() - started
     fps = calls * len(frames) / elapsed
     return {"ms_per_batch": round(elapsed / calls * 1000, 2), "fps": round(fps, 1),
+            "gpu_kernel_ms_per_batch": busy,
             "streams_at_24_fps": int(fps // STREAM_FPS),
             "faces_found_per_frame": round(float((faces[..., 4] > 0).sum()) / len(frames), 2),
             "swapped": swapped}
 
 
-def compare_with_cpu(pipeline: Pipeline, frame: np.ndarray, gpu_swapped: np.ndarray
-                     ) -> dict[str, float]:
-    """How far the GPU's fp32 swapped frame is from the CPU's (levels of 255)."""
+def kernel_ms(call: Callable[[np.ndarray], object], frames: np.ndarray,
+              calls: int = PROFILED_CALLS) -> float:
+    """The GPU's own time per call: the kernels' and copies' device time summed by the
+    profiler, over `calls` calls (the rest of a call's wall time is launching and waiting)."""
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        for _ in range(calls):
+            call(frames)
+        torch.cuda.synchronize()
+    device_us = sum(event.self_device_time_total for event in profiler.key_averages()
+                    if event.device_type == DeviceType.CUDA)  # kernels and copies, once each
+    return round(device_us / calls / 1000, 2)
+
+
+def cpu_reference(frame: np.ndarray) -> np.ndarray:
+    """The CPU's fp32 swapped frame (the default modules), int16."""
     with torch.device("cpu"):
         cpu = build_pipeline(PipelineOptions())
-        reference = cpu.run(frame[None])[SWAPPED][0].astype(np.int16)
+        return cpu.run(frame[None])[SWAPPED][0].astype(np.int16)
+
+
+def compare_with_cpu(reference: np.ndarray, gpu_swapped: np.ndarray) -> dict[str, float]:
+    """How far a swapped frame from the GPU (any form, fp32 or fp16 autocast) is from the CPU's
+    fp32 one (levels of 255)."""
     difference = np.abs(reference - gpu_swapped.astype(np.int16))
     return {"max_levels": int(difference.max()), "mean_levels": round(float(difference.mean()), 4),
             "pixels_over_2_levels_pct": round(float((difference > 2).mean() * 100), 4)}
@@ -106,44 +140,53 @@ def synchronize(device: torch.device) -> None:
 
 def run(output: Path, seconds: float, batches: tuple[int, ...] = BATCHES,
         precisions: tuple[str, ...] = PRECISIONS) -> dict[str, object]:
-    """Every frame size x batch x precision; the results as JSON (errors recorded, not raised).
+    """Every frame size x precision x batch; the results as JSON (errors recorded, not raised).
     Without CUDA it runs on the CPU (a smoke test of this script, not a figure)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    frames = megamind_frames(max(batches))
+    reference = cpu_reference(on_canvas(frames[0], FRAME_SIZES[COMPARED_SIZE]))
     pipeline = build_pipeline(PipelineOptions())
     for module in (pipeline.detector, pipeline.landmarker, pipeline.swapper):
         module.to(device)
     # the modules make their index and constant tensors without a device (the exported graphs
     # hold them as constants): the default device puts them beside the weights
     torch.set_default_device(device)
-    frames = megamind_frames(max(batches))
     results: dict[str, object] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "python": platform.python_version(), "seconds_per_case": seconds,
         "what": "eager PyTorch chain detector -> landmarker -> swapper, uint8 frames copied in "
-                "from host memory and swapped frames copied back; no TensorRT, no Triton",
+                "from host memory and swapped frames copied back; gpu_kernel_ms_per_batch: the "
+                "GPU's own time (kernels and copies, by the profiler); no TensorRT, no Triton",
         "cases": []}
     for name, size in FRAME_SIZES.items():
         batch_frames = np.stack([on_canvas(f, size) for f in frames])
         for precision in precisions:
             for batch in batches:
-                case: dict[str, object] = {"frame": name, "precision": precision,
-                                           "batch": batch}
-                try:
-                    found = measure(pipeline, batch_frames[:batch], device, precision, seconds)
-                except (RuntimeError, ValueError, TypeError) as error:
-                    case["error"] = f"{type(error).__name__}: {error}"[:400]
-                    case["where"] = traceback.format_exc().splitlines()[-6:-1]
-                else:
-                    swapped = found.pop("swapped")
-                    case.update(found)
-                    if precision == "fp32" and batch == 1 and name == "720x528":
-                        case["vs_cpu"] = compare_with_cpu(pipeline, batch_frames[0],
-                                                          swapped[0])  # type: ignore[index]
+                case = measure_case(pipeline, batch_frames[:batch], device,
+                                    {"frame": name, "precision": precision, "batch": batch},
+                                    seconds, reference)
                 results["cases"].append(case)  # type: ignore[union-attr]
                 print(json.dumps(case), flush=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def measure_case(pipeline: Pipeline, frames: np.ndarray, device: torch.device,
+                 case: dict[str, object], seconds: float, reference: np.ndarray
+                 ) -> dict[str, object]:
+    """One case's figures (an error is recorded in the case, not raised); the first frame of a
+    batch of one at COMPARED_SIZE is compared with the CPU's (`reference`)."""
+    try:
+        found = measure(pipeline, frames, device, str(case["precision"]), seconds)
+    except (RuntimeError, ValueError, TypeError) as error:
+        return {**case, "error": f"{type(error).__name__}: {error}"[:400],
+                "where": traceback.format_exc().splitlines()[-6:-1]}
+    swapped = found.pop("swapped")
+    case = {**case, **found}
+    if case["batch"] == 1 and case["frame"] == COMPARED_SIZE:
+        case["vs_cpu"] = compare_with_cpu(reference, swapped[0])  # type: ignore[index]
+    return case
 
 
 def main() -> None:

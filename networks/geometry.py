@@ -58,6 +58,12 @@ def frame_to_planar(frame: torch.Tensor) -> torch.Tensor:
     return frame.to(torch.float32).permute(0, 3, 1, 2)
 
 
+def as_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor in float32: itself when it already is (so the exported float32 graphs hold no
+    extra Cast), else a cast (fp16 autocast in eager PyTorch on a GPU)."""
+    return tensor if tensor.dtype == torch.float32 else tensor.to(torch.float32)
+
+
 def dims_of(tensor: torch.Tensor, start: int, end: int) -> torch.Tensor:
     """Dimensions start..end-1 of a tensor as an int64 tensor that stays dynamic in ONNX, on the
     tensor's device (a shape tensor is made on the CPU; exports trace on the CPU, unchanged)."""
@@ -127,7 +133,9 @@ def sample_window(frame: torch.Tensor, matrices: torch.Tensor, out_height: int, 
     """
     corners = torch.tensor([[0.0, 0.0, 1.0], [out_width, 0.0, 1.0], [0.0, out_height, 1.0],
                             [out_width, out_height, 1.0]])
-    points = torch.matmul(corners, matrices.transpose(2, 3))  # [B,K,4,2] (x, y)
+    # pixel positions stay float32: under fp16 autocast the matmul would round them to whole
+    # pixels and the far fills below would overflow half
+    points = as_float32(torch.matmul(corners, matrices.transpose(2, 3)))  # [B,K,4,2] (x, y)
     keep = (torch.ones(matrices.shape[:2], dtype=torch.bool) if valid is None
             else valid).reshape(matrices.shape[0], matrices.shape[1], 1, 1)
     low = torch.where(keep, points, torch.full_like(points, 1e9)).amin(dim=(0, 1, 2))

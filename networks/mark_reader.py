@@ -26,6 +26,7 @@ from torch.nn import functional
 
 from swaptron.mark_code import LUMA_BGR, MarkKey, halved_patterns, tile_patterns
 from swaptron.networks.face_template import FACE_OVAL
+from swaptron.networks.geometry import as_float32
 
 WINDOW_TAPER = 0.25  # the window falls from 1 to 0 over this share of its radius
 SCALES = (1, 2)  # the frame as marked, and as a 2x downscale of it
@@ -164,7 +165,11 @@ class MarkReader(nn.Module):
         came (the scan ensemble's next step reads it from here)."""
         batch, slots = landmarks.shape[0], landmarks.shape[1]
         valid = (presence > self.presence_threshold).to(torch.float32)
-        soft = self.soft_bits(self.folds(frame, landmarks, presence)).reshape(batch, slots, -1)
+        # sums over whole windows overflow half: the reader stays float32 under autocast (a
+        # no-op in the exported float32 graph)
+        with torch.autocast(frame.device.type, enabled=False):
+            folds = self.folds(frame, as_float32(landmarks), as_float32(presence))
+            soft = self.soft_bits(folds).reshape(batch, slots, -1)
         return soft * valid.unsqueeze(-1), presence * 1.0
 
 

@@ -24,6 +24,7 @@ from swaptron.networks.geometry import (
     GraphOptions,
     Precision,
     apply_affine,
+    as_float32,
     dims_of,
     invert_similarity,
     pixel_centres,
@@ -209,7 +210,7 @@ class FaceSwapper(nn.Module):
                 continue
             rows = torch.nonzero(wanted).reshape(-1)
             decoded, _mask_logit = decoder(latent[rows])
-            generated = generated.index_put((rows,), decoded)
+            generated = generated.index_put((rows,), as_float32(decoded))
         return generated
 
     def forward(self, frame: torch.Tensor, landmarks: torch.Tensor, presence: torch.Tensor,

@@ -12,7 +12,7 @@ from swaptron import assets
 from swaptron.export import onnx_export
 from swaptron.networks.pipeline import Pipeline, build_finder
 from swaptron.networks.tflite_port import TfliteNetwork
-from swaptron.specs import PUBLISHED_SUFFIX, model_specs
+from swaptron.specs import FAKE_SCORE, MARK, PUBLISHED_SUFFIX, SWAPPED, model_specs
 
 
 def tflite_outputs(weights: assets.WheelFile, image: np.ndarray) -> list[np.ndarray]:
@@ -176,3 +176,20 @@ def test_onnx_matches_pytorch_at_another_batch_and_size(
               "SWAPPED": 1.0}
     for output, difference in differences.items():
         assert difference <= bounds[output.removesuffix(PUBLISHED_SUFFIX)], (output, difference)
+
+
+def test_the_chain_runs_under_fp16_autocast_close_to_fp32(
+        pipeline: Pipeline, megamind_frames: list[np.ndarray], astronaut: np.ndarray) -> None:
+    """Eager fp16 autocast (a GPU host's cheap path, here on the CPU): pixel positions and the
+    mark reader's window sums stay float32, so the chain runs, the frame stays within a few
+    levels of fp32, and every slot's mark and score stay finite and close."""
+    frames = mixed_inputs(megamind_frames, astronaut)
+    full = pipeline.run(frames)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        half = pipeline.run(frames)
+    pixels = np.abs(full[SWAPPED].astype(np.int16) - half[SWAPPED].astype(np.int16))
+    assert (full[SWAPPED] != frames).any()
+    assert pixels.max() <= 16 and (pixels > 2).mean() < 1e-3, (pixels.max(), (pixels > 2).mean())
+    assert np.isfinite(half[MARK]).all() and np.isfinite(half[FAKE_SCORE]).all()
+    assert np.abs(full[MARK] - half[MARK]).max() < 0.02
+    assert np.abs(full[FAKE_SCORE] - half[FAKE_SCORE]).max() < 0.02
