@@ -22,7 +22,7 @@ import torch
 
 from swaptron import assets
 from swaptron.networks.detail_cues import GREY_WEIGHTS, CueFusion
-from swaptron.networks.fake_score import FakeScorer
+from swaptron.networks.fake_score import FakeScorer, ScoreServing
 from swaptron.training.forensics_card import evaluation_sets
 from swaptron.training.forensics_cli import forensics_dir
 from swaptron.training.forensics_data import load_dataset
@@ -69,15 +69,22 @@ def load_inputs(detector: Path, dataset: Path, ood: Path) -> StudyInputs:
 def channel_row(inputs: StudyInputs, weights: tuple[float, float, float]) -> dict[str, object]:
     """The served rule's figures with cues on one channel: threshold, in domain (all videos)
     and out of domain (all stills)."""
+    return served_row(inputs, weights)[0]
+
+
+def served_row(inputs: StudyInputs, weights: tuple[float, float, float] = GREY_WEIGHTS
+               ) -> tuple[dict[str, object], CueFusion, ScoreServing]:
+    """channel_row's figures, with the fused detector and the serving they were measured
+    with."""
     network, size, sets = inputs.network, inputs.size, inputs.sets
     serving, validation, fusion = serving_for(network, size, sets, weights)
     model = CueFusion(network, size, fusion, weights).eval()
     scorer = FakeScorer(model, size, serving=serving).eval()
     inside = in_domain_rows(model, size, serving, sets)["all"]
     outside = out_of_domain_rows(scorer, inputs.ood, inputs.stills)["all"]
-    return {"threshold": serving.threshold, **validation,
-            "in_domain": {key: inside.get(key) for key in KEYS},
-            "out_of_domain": {key: outside.get(key) for key in KEYS}}
+    return ({"threshold": serving.threshold, **validation,
+             "in_domain": {key: inside.get(key) for key in KEYS},
+             "out_of_domain": {key: outside.get(key) for key in KEYS}}, model, serving)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,94 @@
+"""A lever study for issue 26: detector files compared on one dataset, the pick made on the video
+validation split alone.
+
+    .venv/bin/python -m swaptron.training.detector_study --detector A.pt --detector B.pt \
+        [--dataset build/forensics/dataset] [--ood build/forensics/ood]
+
+For each file, the served rule's figures (cue_channels.served_row: the fusion and the cuts
+refitted on the validation split, the in-domain test rows, the out-of-domain stills) and two
+validation-only figures that stand in for photos: on PHOTO_DRAWS photo-augmented copies of the
+validation faces (a seed apart from the fusion's), the share of real faces scored above the
+served threshold (`photo_val_fpr`) and the AUC of real faces against our swaps
+(`photo_val_auc`). The pick is the lowest photo_val_fpr, then the highest photo_val_auc; the
+stills' rows are printed beside it and play no part in it. Prints one JSON line per file and
+one for the pick; nothing is served from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from swaptron.networks.detail_cues import CueFusion
+from swaptron.networks.fake_score import ScoreServing
+from swaptron.training.cue_channels import StudyInputs, load_inputs, served_row
+from swaptron.training.forensics_cli import forensics_dir
+from swaptron.training.forensics_domains import logits_of
+from swaptron.training.forensics_metrics import auc
+from swaptron.training.forensics_train import ForensicsTrainError, load_trained
+from swaptron.training.photo_augment import photo_augment
+
+PHOTO_DRAWS = 4
+PHOTO_SEED = 2026  # apart from forensics_report.FUSION_SEED
+
+
+def photo_validation(inputs: StudyInputs, model: CueFusion, serving: ScoreServing
+                     ) -> dict[str, float]:
+    """photo_val_fpr and photo_val_auc (see the module's docstring)."""
+    rng = np.random.default_rng(PHOTO_SEED)
+    val = inputs.sets["val"]
+    scores = {}
+    for kind in ("real", "swaps"):
+        augmented = [photo_augment(face, rng) for _ in range(PHOTO_DRAWS)
+                     for face in val[kind][0]]
+        with torch.no_grad():
+            scores[kind] = 1.0 / (1.0 + np.exp(-logits_of(model, inputs.size, augmented)))
+    return {"photo_val_fpr": round(float((scores["real"] > serving.threshold).mean()), 4),
+            "photo_val_auc": round(auc(scores["real"], scores["swaps"]), 4)}
+
+
+def detector_row(inputs: StudyInputs, detector: Path) -> dict[str, object]:
+    """One file's figures, measured on the shared domains."""
+    try:
+        network, meta = load_trained(detector)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError) as error:
+        raise ForensicsTrainError(f"{detector} is not a detector file: {error}") from error
+    own = dataclasses.replace(inputs, network=network, size=int(meta["input_size"]))
+    row, model, serving = served_row(own)
+    return {"detector": str(detector), **photo_validation(own, model, serving), **row}
+
+
+def pick(rows: list[dict[str, object]]) -> dict[str, object]:
+    """The row with the lowest photo_val_fpr, then the highest photo_val_auc (the first file
+    wins a tie)."""
+    return min(rows, key=lambda row: (row["photo_val_fpr"], -float(row["photo_val_auc"])))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--detector", type=Path, action="append", required=True)
+    parser.add_argument("--dataset", type=Path, default=forensics_dir() / "dataset")
+    parser.add_argument("--ood", type=Path, default=forensics_dir() / "ood")
+    args = parser.parse_args(argv)
+    try:
+        inputs = load_inputs(args.detector[0], args.dataset, args.ood)
+        rows = []
+        for detector in args.detector:
+            rows.append(detector_row(inputs, detector))
+            print(json.dumps(rows[-1]), flush=True)
+    except ForensicsTrainError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({"pick": pick(rows)["detector"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
