@@ -59,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--input-size", type=positive_int, default=None,
                        help="the detector's input side (default: its DEFAULT_INPUT_SIZE)")
     train.add_argument("--threads", type=positive_int, default=2)
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed of the initial weights, batches and augmentations")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoints")
     evaluate = steps.add_parser("evaluate", help="measure the trained detectors: the card")
     evaluate.set_defaults(runner="swaptron.training.forensics_cli:run_evaluate")
@@ -136,7 +138,7 @@ def run_train(args: argparse.Namespace) -> int:
                 dataset=args.dataset, output=args.runs / model / recipe, model=model,
                 recipe=recipe, input_size=args.input_size, batch_size=args.batch_size,
                 minutes=args.minutes,
-                steps=args.steps, resume=args.resume, threads=args.threads)
+                steps=args.steps, resume=args.resume, threads=args.threads, seed=args.seed)
             try:
                 history = train_detector(options)
             except (ForensicsTrainError, AssetError) as error:
