@@ -10,8 +10,9 @@ validation-only figures that stand in for photos: on PHOTO_DRAWS photo-augmented
 validation faces (a seed apart from the fusion's), the share of real faces scored above the
 served threshold (`photo_val_fpr`) and the AUC of real faces against our swaps
 (`photo_val_auc`). The pick is the lowest photo_val_fpr, then the highest photo_val_auc; the
-stills' rows are printed beside it and play no part in it. Prints one JSON line per file and
-one for the pick; nothing is served from it.
+stills' rows are printed beside it and play no part in it. `--ensemble` adds one more
+candidate: the mean logit of every file (MeanLogit), fused and cut like the others. Prints one
+JSON line per candidate and one for the pick; nothing is served from it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ PHOTO_DRAWS = 4
 PHOTO_SEED = 2026  # apart from forensics_report.FUSION_SEED
 
 
+class MeanLogit(torch.nn.Module):
+    """Several detectors of one input size as one: the mean of their logits."""
+
+    def __init__(self, networks: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.networks = torch.nn.ModuleList(networks)
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return torch.stack([network(faces) for network in self.networks]).mean(dim=0)
+
+
 def photo_validation(inputs: StudyInputs, model: CueFusion, serving: ScoreServing
                      ) -> dict[str, float]:
     """photo_val_fpr and photo_val_auc (see the module's docstring)."""
@@ -54,15 +66,21 @@ def photo_validation(inputs: StudyInputs, model: CueFusion, serving: ScoreServin
             "photo_val_auc": round(auc(scores["real"], scores["swaps"]), 4)}
 
 
-def detector_row(inputs: StudyInputs, detector: Path) -> dict[str, object]:
-    """One file's figures, measured on the shared domains."""
+def load_detector(detector: Path) -> tuple[torch.nn.Module, int]:
+    """A detector file's network and input size; ForensicsTrainError names a bad file."""
     try:
         network, meta = load_trained(detector)
     except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError) as error:
         raise ForensicsTrainError(f"{detector} is not a detector file: {error}") from error
-    own = dataclasses.replace(inputs, network=network, size=int(meta["input_size"]))
+    return network, int(meta["input_size"])
+
+
+def detector_row(inputs: StudyInputs, name: str, network: torch.nn.Module, size: int
+                 ) -> dict[str, object]:
+    """One candidate's figures, measured on the shared domains."""
+    own = dataclasses.replace(inputs, network=network, size=size)
     row, model, serving = served_row(own)
-    return {"detector": str(detector), **photo_validation(own, model, serving), **row}
+    return {"detector": name, **photo_validation(own, model, serving), **row}
 
 
 def pick(rows: list[dict[str, object]]) -> dict[str, object]:
@@ -76,12 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", type=Path, action="append", required=True)
     parser.add_argument("--dataset", type=Path, default=forensics_dir() / "dataset")
     parser.add_argument("--ood", type=Path, default=forensics_dir() / "ood")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also the mean logit of every file, as one candidate")
     args = parser.parse_args(argv)
     try:
         inputs = load_inputs(args.detector[0], args.dataset, args.ood)
+        loaded = [load_detector(detector) for detector in args.detector]
+        candidates = [(str(d), network, size)
+                      for d, (network, size) in zip(args.detector, loaded, strict=True)]
+        if args.ensemble:
+            sizes = {size for _, size in loaded}
+            if len(sizes) != 1:
+                raise ForensicsTrainError(f"--ensemble needs one input size, got {sorted(sizes)}")
+            candidates.append((f"mean of {len(loaded)}",
+                               MeanLogit([network for network, _ in loaded]).eval(),
+                               sizes.pop()))
         rows = []
-        for detector in args.detector:
-            rows.append(detector_row(inputs, detector))
+        for name, network, size in candidates:
+            rows.append(detector_row(inputs, name, network, size))
             print(json.dumps(rows[-1]), flush=True)
     except ForensicsTrainError as error:
         print(f"error: {error}", file=sys.stderr)
