@@ -21,12 +21,22 @@ def number(text: str) -> float:
 
 def positive_int(text: str) -> int:
     """A whole number of at least 1."""
+    return whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of at least 0 (a seed)."""
+    return whole_number(text, 0)
+
+
+def whole_number(text: str, least: int) -> int:
+    """A whole number of at least `least`."""
     try:
         value = int(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from error
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
 
 

@@ -57,13 +57,19 @@ def load_inputs(detector: Path, dataset: Path, ood: Path) -> StudyInputs:
         if not (folder / "meta.json").is_file():
             raise ForensicsTrainError(f"no {folder / 'meta.json'}: run `swaptron forensics "
                                       f"{command}` first")
+    network, size = load_detector(detector)
+    faces = load_dataset(dataset)
+    sets = {split: evaluation_sets(dataset, faces, split) for split in ("val", "test", "unseen")}
+    return StudyInputs(network, size, sets, ood, load_ood(ood))
+
+
+def load_detector(detector: Path) -> tuple[torch.nn.Module, int]:
+    """A detector file's network and input size; ForensicsTrainError names a bad file."""
     try:
         network, meta = load_trained(detector)
     except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError) as error:
         raise ForensicsTrainError(f"{detector} is not a detector file: {error}") from error
-    faces = load_dataset(dataset)
-    sets = {split: evaluation_sets(dataset, faces, split) for split in ("val", "test", "unseen")}
-    return StudyInputs(network, int(meta["input_size"]), sets, ood, load_ood(ood))
+    return network, int(meta["input_size"])
 
 
 def channel_row(inputs: StudyInputs, weights: tuple[float, float, float]) -> dict[str, object]:

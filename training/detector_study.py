@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import pickle
 import sys
 from pathlib import Path
 
@@ -29,11 +28,11 @@ import torch
 
 from swaptron.networks.detail_cues import CueFusion
 from swaptron.networks.fake_score import ScoreServing
-from swaptron.training.cue_channels import StudyInputs, load_inputs, served_row
+from swaptron.training.cue_channels import StudyInputs, load_detector, load_inputs, served_row
 from swaptron.training.forensics_cli import forensics_dir
 from swaptron.training.forensics_domains import logits_of
 from swaptron.training.forensics_metrics import auc
-from swaptron.training.forensics_train import ForensicsTrainError, load_trained
+from swaptron.training.forensics_train import ForensicsTrainError
 from swaptron.training.photo_augment import photo_augment
 
 PHOTO_DRAWS = 4
@@ -66,15 +65,6 @@ def photo_validation(inputs: StudyInputs, model: CueFusion, serving: ScoreServin
             "photo_val_auc": round(auc(scores["real"], scores["swaps"]), 4)}
 
 
-def load_detector(detector: Path) -> tuple[torch.nn.Module, int]:
-    """A detector file's network and input size; ForensicsTrainError names a bad file."""
-    try:
-        network, meta = load_trained(detector)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError) as error:
-        raise ForensicsTrainError(f"{detector} is not a detector file: {error}") from error
-    return network, int(meta["input_size"])
-
-
 def detector_row(inputs: StudyInputs, name: str, network: torch.nn.Module, size: int
                  ) -> dict[str, object]:
     """One candidate's figures, measured on the shared domains."""
@@ -99,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         inputs = load_inputs(args.detector[0], args.dataset, args.ood)
-        loaded = [load_detector(detector) for detector in args.detector]
+        loaded = [(inputs.network, inputs.size),
+                  *(load_detector(detector) for detector in args.detector[1:])]
         candidates = [(str(d), network, size)
                       for d, (network, size) in zip(args.detector, loaded, strict=True)]
         if args.ensemble:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from swaptron.arguments import positive_float, positive_int
+from swaptron.arguments import non_negative_int, positive_float, positive_int
 from swaptron.assets import AssetError, project_dir
 from swaptron.training.forensics_data import Source
 
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--input-size", type=positive_int, default=None,
                        help="the detector's input side (default: its DEFAULT_INPUT_SIZE)")
     train.add_argument("--threads", type=positive_int, default=2)
-    train.add_argument("--seed", type=int, default=0,
+    train.add_argument("--seed", type=non_negative_int, default=0,
                        help="seed of the initial weights, batches and augmentations")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoints")
     evaluate = steps.add_parser("evaluate", help="measure the trained detectors: the card")
