@@ -28,7 +28,7 @@ from torch.nn import functional
 
 from swaptron.networks.crops import forensic_crops, forensic_template
 from swaptron.networks.detail_cues import CueFusion, Fusion
-from swaptron.networks.forensics import build_detector
+from swaptron.networks.forensics import build_members
 from swaptron.networks.geometry import GraphOptions, Precision
 from swaptron.verdicts import DomainRules, check_cuts
 
@@ -146,12 +146,13 @@ def fused(network: nn.Module, meta: dict[str, object]) -> nn.Module:
 
 
 def load_network(path: Path) -> tuple[nn.Module, dict[str, object]]:
-    """The trained network alone (eval mode, float32) and its metadata."""
+    """The trained network alone (eval mode, float32; a MeanLogit when the file carries several
+    `members`, `swaptron forensics combine`) and its metadata."""
     if not path.is_file():
         raise FileNotFoundError(f"detector weights {path} do not exist: run "
                                 "`make forensics-weights`")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_detector(saved["model"], saved["input_size"])
+    saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data
+    model = build_members(saved["model"], saved["input_size"], int(saved.get("members", 1)))
     model.load_state_dict({key: value.float() if value.is_floating_point() else value
                            for key, value in saved["state_dict"].items()})
     return model.eval(), {key: value for key, value in saved.items() if key != "state_dict"}

@@ -10,6 +10,8 @@ LeakyRelu, MaxPool, GlobalAveragePool, Gemm, Add, Concat, Pad, Slice, Reshape).
 - `Dldfd`: the DLDFD stem (three parallel dilated 3x3 convolutions reduced by a 1x1 convolution)
   before a ResNet-50, trained from scratch.
 - `SbiDetector`: ImageNet EfficientNet-Lite0 behind a zero-initialised residual `DeepStem`.
+- `MeanLogit`: several detectors of one input size (training seeds) as one, the mean of their
+  logits (Add and Mul in the graph).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import nn
 from torch.nn import functional
 
 DETECTOR_NAMES = ("meso4", "dldfd", "sbi")
+MAX_MEMBERS = 16  # detectors one MeanLogit file may hold
 DEFAULT_INPUT_SIZE = {"meso4": 256, "dldfd": 224, "sbi": 128}  # sbi: within 10 ms per face
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB in [0,1]
@@ -415,6 +418,33 @@ def build_detector(name: str, input_size: int | None = None,
     if name == "dldfd":
         return Dldfd(size)
     return SbiDetector(size, pretrained)
+
+
+class MeanLogit(nn.Module):
+    """Several detectors of one input size as one detector: the mean of their logits."""
+
+    def __init__(self, networks: list[nn.Module]) -> None:
+        super().__init__()
+        if not networks:
+            raise ValueError("MeanLogit needs at least one detector")
+        self.networks = nn.ModuleList(networks)
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        """[N,3,S,S] BGR in [0,1] -> the members' mean logit [N]."""
+        total = self.networks[0](faces)
+        for network in self.networks[1:]:
+            total = total + network(faces)
+        return total * (1.0 / len(self.networks))
+
+
+def build_members(name: str, input_size: int | None = None, members: int = 1) -> nn.Module:
+    """The detector `name` alone (`members` 1) or a MeanLogit of `members` of them, untrained:
+    the form a detector file's state dict loads into."""
+    if not 1 <= members <= MAX_MEMBERS:
+        raise ValueError(f"a detector file holds 1 to {MAX_MEMBERS} members, got {members}")
+    if members == 1:
+        return build_detector(name, input_size)
+    return MeanLogit([build_detector(name, input_size) for _ in range(members)])
 
 
 def multiply_accumulates(model: nn.Module, input_size: int) -> int:

@@ -11,8 +11,8 @@ validation faces (a seed apart from the fusion's), the share of real faces score
 served threshold (`photo_val_fpr`) and the AUC of real faces against our swaps
 (`photo_val_auc`). The pick is the lowest photo_val_fpr, then the highest photo_val_auc; the
 stills' rows are printed beside it and play no part in it. `--ensemble` adds one more
-candidate: the mean logit of every file (MeanLogit), fused and cut like the others. Prints one
-JSON line per candidate and one for the pick; nothing is served from it.
+candidate: the mean logit of every file (networks/forensics.py MeanLogit), fused and cut like
+the others. Prints one JSON line per candidate and one for the pick; nothing is served from it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 
 from swaptron.networks.detail_cues import CueFusion
 from swaptron.networks.fake_score import ScoreServing
+from swaptron.networks.forensics import MeanLogit
 from swaptron.training.cue_channels import StudyInputs, load_detector, load_inputs, served_row
 from swaptron.training.forensics_cli import forensics_dir
 from swaptron.training.forensics_domains import logits_of
@@ -37,17 +38,6 @@ from swaptron.training.photo_augment import photo_augment
 
 PHOTO_DRAWS = 4
 PHOTO_SEED = 2026  # apart from forensics_report.FUSION_SEED
-
-
-class MeanLogit(torch.nn.Module):
-    """Several detectors of one input size as one: the mean of their logits."""
-
-    def __init__(self, networks: list[torch.nn.Module]) -> None:
-        super().__init__()
-        self.networks = torch.nn.ModuleList(networks)
-
-    def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        return torch.stack([network(faces) for network in self.networks]).mean(dim=0)
 
 
 def photo_validation(inputs: StudyInputs, model: CueFusion, serving: ScoreServing

@@ -145,6 +145,7 @@ def evaluate_model(name: str, runs: Path, sets: dict[str, dict], recipe: str = "
     test, unseen = scores["test"], scores["unseen"]
     entry: dict[str, object] = {
         "input_size": size,
+        "members": int(meta.get("members", 1)),
         "parameters": int(sum(p.numel() for p in network.parameters())),
         "macs_per_face": multiply_accumulates(network, size),
         "ms_per_face": onnx_ms_per_face(model, size, 1),

@@ -1,5 +1,5 @@
-"""`swaptron forensics prepare | ood | train | evaluate`: the forgery detectors, from data to
-card."""
+"""`swaptron forensics prepare | ood | train | combine | evaluate`: the forgery detectors, from
+data to card."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def card_dir() -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`swaptron forensics` and its three steps."""
+    """`swaptron forensics` and its steps."""
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
     prepare = steps.add_parser("prepare", help="real faces and our swaps, cropped and split")
     prepare.set_defaults(runner="swaptron.training.forensics_cli:run_prepare")
@@ -62,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=non_negative_int, default=0,
                        help="seed of the initial weights, batches and augmentations")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoints")
+    combine = steps.add_parser("combine", help="several runs of one detector (seeds) as one "
+                               "file: the mean of their logits")
+    combine.set_defaults(runner="swaptron.training.forensics_cli:run_combine")
+    combine.add_argument("--member", type=Path, action="append", required=True,
+                         help="a run's detector.pt (repeat, at least twice)")
+    combine.add_argument("--output", type=Path, required=True,
+                         help="where the combined detector.pt goes (e.g. RUNS/meso4/photo/"
+                              "detector.pt, for `evaluate --runs RUNS`)")
     evaluate = steps.add_parser("evaluate", help="measure the trained detectors: the card")
     evaluate.set_defaults(runner="swaptron.training.forensics_cli:run_evaluate")
     evaluate.add_argument("--dataset", type=Path, default=forensics_dir() / "dataset")
@@ -145,6 +153,21 @@ def run_train(args: argparse.Namespace) -> int:
                 print(f"error: {error}")
                 return 1
             print(f"{model} ({recipe}): {history.steps} steps in {history.minutes:.1f} min")
+    return 0
+
+
+def run_combine(args: argparse.Namespace) -> int:
+    """Write the combined detector file."""
+    from swaptron.training.forensics_ensemble import combine
+    from swaptron.training.forensics_train import ForensicsTrainError
+
+    try:
+        meta = combine(args.member, args.output)
+    except ForensicsTrainError as error:
+        print(f"error: {error}")
+        return 1
+    print(f"{meta['model']} ({meta['recipe']}): mean logit of {meta['members']} runs in "
+          f"{args.output}")
     return 0
 
 

@@ -138,9 +138,13 @@ def served_ms_per_face(scorer: FakeScorer, runs: int = 10) -> float:
 
 
 def model_label(name: str, entry: dict[str, object]) -> str:
-    """A model's name in the card's tables, marked when its figures were carried over from an
-    earlier card (measured on that card's dataset, not this one's)."""
-    return f"{name} (carried over)" if entry.get("carried_over") else name
+    """A model's name in the card's tables, with its number of training seeds when it is their
+    mean, and marked when its figures were carried over from an earlier card (measured on that
+    card's dataset, not this one's)."""
+    members = entry.get("members", 1)
+    label = f"{name} (mean of {members} seeds)" if isinstance(members, int) and members > 1 \
+        else name
+    return f"{label} (carried over)" if entry.get("carried_over") else label
 
 
 def row_cells(row: dict[str, object]) -> str:
@@ -175,7 +179,10 @@ def domains_markdown(models: dict[str, dict[str, object]]) -> list[str]:
              "while one studio portrait was known to be the last false accusation; the new "
              "file replaced the old by a rule fixed before either was measured on that data, "
              "on photo-augmented validation faces alone (training/detector_study.py; figures "
-             "in docs/forensics.md). The stills are therefore not a pristine out-of-domain "
+             "in docs/forensics.md). A fifth: serving the mean logit of two training seeds "
+             "(`swaptron forensics combine`), chosen knowing each seed's stills figures and "
+             "the four-seed mean's; the number of members and the seeds were fixed before any "
+             "pair was measured. The stills are therefore not a pristine out-of-domain "
              "test for those choices.", ""]
     header = "| model | domain | source | " + " | ".join(ROW_KEYS) + " |"
     lines += [header, "|" + "---|" * (3 + len(ROW_KEYS))]

@@ -234,7 +234,7 @@ def export_weights(run: Path, target: Path, serving: dict[str, object] | None = 
     """A run's detector as committed: the state dict in float16 (half the size), with the
     served calibration, bands and domain rules (networks/fake_score.ScoreServing) and the
     detail cues' fusion (networks/detail_cues.Fusion) when given."""
-    saved = torch.load(run, map_location="cpu", weights_only=False)
+    saved = torch.load(run, map_location="cpu", weights_only=True)
     if serving is not None:
         saved["serving"] = serving
     if fusion is not None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
-from swaptron.training.detector_study import MeanLogit, pick
+from swaptron.training.detector_study import pick
 
 
 def test_the_pick_is_the_lowest_photo_validation_fpr_then_the_highest_auc() -> None:
@@ -19,9 +17,3 @@ def test_the_pick_is_the_lowest_photo_validation_fpr_then_the_highest_auc() -> N
     assert pick(rows)["detector"] == "other"  # the stills' figures play no part
     assert pick([rows[0], {**rows[0], "detector": "tie"}])["detector"] == "served"
 
-
-def test_the_ensemble_candidate_is_the_mean_of_its_members_logits() -> None:
-    members = [torch.nn.Linear(3, 1) for _ in range(3)]
-    faces = torch.randn(5, 3)
-    expected = sum(member(faces) for member in members) / 3
-    assert torch.allclose(MeanLogit(members)(faces), expected, atol=1e-6)

@@ -26,9 +26,11 @@ from swaptron.networks.forensics import (
     DeepStem,
     Dldfd,
     FaceNormalization,
+    MeanLogit,
     Meso4,
     SbiDetector,
     build_detector,
+    build_members,
     dldfd_widened_stem_extra_macs,
     load_efficientnet_lite0,
     multiply_accumulates,
@@ -159,12 +161,45 @@ def test_sbi_starts_as_the_pretrained_backbone(lite0_checkpoint: Path) -> None:
     assert torch.equal(got, plain)
 
 
+def seed_ensemble(size: int, members: int = 2) -> MeanLogit:
+    """A MeanLogit of meso4 detectors that differ (as training seeds do)."""
+    networks = []
+    for seed in range(members):
+        member = detector("meso4", size)
+        with torch.no_grad():
+            member.classifier[-1].bias.fill_(float(seed))
+            member.classifier[2].weight.mul_(1.0 + seed)
+        networks.append(member)
+    return MeanLogit(networks).eval()
+
+
+def test_a_seed_ensemble_is_the_mean_of_its_members_logits() -> None:
+    ensemble = seed_ensemble(64, 3)
+    batch = faces(4, 64)
+    with torch.no_grad():
+        members = torch.stack([member(batch) for member in ensemble.networks])
+        got = ensemble(batch)
+    assert not torch.allclose(members[0], members[1])
+    torch.testing.assert_close(got, members.mean(dim=0), rtol=0, atol=1e-5)
+    assert isinstance(build_members("meso4", 64, 2), MeanLogit)
+    assert isinstance(build_members("meso4", 64, 1), Meso4)
+    for count in (0, 17):
+        with pytest.raises(ValueError, match="1 to 16 members"):
+            build_members("meso4", 64, count)
+    with pytest.raises(ValueError, match="at least one detector"):
+        MeanLogit([])
+
+
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:Constant folding:UserWarning")  # the fixed pads of "SAME"
-@pytest.mark.parametrize("name", DETECTOR_NAMES)
+@pytest.mark.parametrize("name", [*DETECTOR_NAMES, "meso4 seed ensemble"])
 def test_detectors_export_to_onnx_for_tensorrt(name: str) -> None:
-    size = EXPORT_SIZE[name]
-    model = detector(name, size)
+    if name == "meso4 seed ensemble":
+        size = EXPORT_SIZE["meso4"]
+        model: nn.Module = seed_ensemble(size)
+    else:
+        size = EXPORT_SIZE[name]
+        model = detector(name, size)
     buffer = io.BytesIO()
     torch.onnx.export(model, (faces(2, size),), buffer, dynamo=False, opset_version=17,
                       input_names=["faces"], output_names=["logits"],
