@@ -12,7 +12,8 @@ served threshold (`photo_val_fpr`) and the AUC of real faces against our swaps
 (`photo_val_auc`). The pick is the lowest photo_val_fpr, then the highest photo_val_auc; the
 stills' rows are printed beside it and play no part in it. `--ensemble` adds one more
 candidate: the mean logit of every file (networks/forensics.py MeanLogit), fused and cut like
-the others. Prints one JSON line per candidate and one for the pick; nothing is served from it.
+the others; `--top-real N` adds each candidate's N highest-scoring real stills. Prints one JSON
+line per candidate and one for the pick; nothing is served from it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from swaptron.arguments import non_negative_int
 from swaptron.networks.detail_cues import CueFusion
-from swaptron.networks.fake_score import ScoreServing
+from swaptron.networks.fake_score import FakeScorer, ScoreServing
 from swaptron.networks.forensics import MeanLogit
 from swaptron.training.cue_channels import StudyInputs, load_detector, load_inputs, served_row
 from swaptron.training.forensics_cli import forensics_dir
-from swaptron.training.forensics_domains import logits_of
+from swaptron.training.forensics_domains import logits_of, still_scores
 from swaptron.training.forensics_metrics import auc
 from swaptron.training.forensics_train import ForensicsTrainError
 from swaptron.training.photo_augment import photo_augment
@@ -55,12 +57,26 @@ def photo_validation(inputs: StudyInputs, model: CueFusion, serving: ScoreServin
             "photo_val_auc": round(auc(scores["real"], scores["swaps"]), 4)}
 
 
-def detector_row(inputs: StudyInputs, name: str, network: torch.nn.Module, size: int
-                 ) -> dict[str, object]:
-    """One candidate's figures, measured on the shared domains."""
+def detector_row(inputs: StudyInputs, name: str, network: torch.nn.Module, size: int,
+                 top_real: int = 0) -> dict[str, object]:
+    """One candidate's figures, measured on the shared domains (and its `top_real`
+    highest-scoring real stills, when asked)."""
     own = dataclasses.replace(inputs, network=network, size=size)
     row, model, serving = served_row(own)
-    return {"detector": name, **photo_validation(own, model, serving), **row}
+    found = {"detector": name, **photo_validation(own, model, serving), **row}
+    if top_real > 0:
+        found["top_real_stills"] = highest_real_stills(
+            own, FakeScorer(model, size, serving=serving).eval(), top_real)
+    return found
+
+
+def highest_real_stills(inputs: StudyInputs, scorer: FakeScorer, count: int
+                        ) -> list[tuple[str, float]]:
+    """The `count` real still faces the served graph scores highest: (photo, served score)."""
+    served, _, _ = still_scores(scorer, inputs.ood, inputs.stills)
+    real = [(face.photo, round(float(score), 3))
+            for face, score in zip(inputs.stills.faces, served, strict=True) if face.label == 0]
+    return sorted(real, key=lambda item: -item[1])[:count]
 
 
 def pick(rows: list[dict[str, object]]) -> dict[str, object]:
@@ -76,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ood", type=Path, default=forensics_dir() / "ood")
     parser.add_argument("--ensemble", action="store_true",
                         help="also the mean logit of every file, as one candidate")
+    parser.add_argument("--top-real", type=non_negative_int, default=0, metavar="N",
+                        help="also each candidate's N highest-scoring real stills (a diagnosis; "
+                             "the pick does not use them)")
     args = parser.parse_args(argv)
     try:
         inputs = load_inputs(args.detector[0], args.dataset, args.ood)
@@ -92,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                sizes.pop()))
         rows = []
         for name, network, size in candidates:
-            rows.append(detector_row(inputs, name, network, size))
+            rows.append(detector_row(inputs, name, network, size, args.top_real))
             print(json.dumps(rows[-1]), flush=True)
     except ForensicsTrainError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -179,10 +179,7 @@ def domains_markdown(models: dict[str, dict[str, object]]) -> list[str]:
              "while one studio portrait was known to be the last false accusation; the new "
              "file replaced the old by a rule fixed before either was measured on that data, "
              "on photo-augmented validation faces alone (training/detector_study.py; figures "
-             "in docs/forensics.md). A fifth: serving the mean logit of two training seeds "
-             "(`swaptron forensics combine`), chosen knowing each seed's stills figures and "
-             "the four-seed mean's; the number of members and the seeds were fixed before any "
-             "pair was measured. The stills are therefore not a pristine out-of-domain "
+             "in docs/forensics.md). The stills are therefore not a pristine out-of-domain "
              "test for those choices.", ""]
     header = "| model | domain | source | " + " | ".join(ROW_KEYS) + " |"
     lines += [header, "|" + "---|" * (3 + len(ROW_KEYS))]
