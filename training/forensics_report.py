@@ -179,8 +179,10 @@ def domains_markdown(models: dict[str, dict[str, object]]) -> list[str]:
              "while one studio portrait was known to be the last false accusation; the new "
              "file replaced the old by a rule fixed before either was measured on that data, "
              "on photo-augmented validation faces alone (training/detector_study.py; figures "
-             "in docs/forensics.md). The stills are therefore not a pristine out-of-domain "
-             "test for those choices.", ""]
+             "in docs/forensics.md). A fifth is a gate: the default is chosen only among "
+             "models that miss no out-of-domain target on the stills (sbi, retrained, had the "
+             "best validation figures and accused two real photo faces). The stills are "
+             "therefore not a pristine out-of-domain test for those choices.", ""]
     header = "| model | domain | source | " + " | ".join(ROW_KEYS) + " |"
     lines += [header, "|" + "---|" * (3 + len(ROW_KEYS))]
     for name, entry in models.items():
