@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +64,7 @@ def load_inputs(detector: Path, dataset: Path, ood: Path) -> StudyInputs:
 
 def load_detector(detector: Path) -> tuple[torch.nn.Module, int]:
     """A detector file's network and input size; ForensicsTrainError names a bad file."""
-    try:
-        network, meta = load_trained(detector)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError) as error:
-        raise ForensicsTrainError(f"{detector} is not a detector file: {error}") from error
+    network, meta = load_trained(detector)
     return network, int(meta["input_size"])
 
 

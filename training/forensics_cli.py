@@ -166,6 +166,9 @@ def run_combine(args: argparse.Namespace) -> int:
     except ForensicsTrainError as error:
         print(f"error: {error}")
         return 1
+    except OSError as error:
+        print(f"error: cannot write {args.output}: {error.strerror or error}")
+        return 1
     print(f"{meta['model']} ({meta['recipe']}): mean logit of {meta['members']} runs in "
           f"{args.output}")
     return 0

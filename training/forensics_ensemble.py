@@ -12,14 +12,17 @@ evaluate` then fits one fusion and one cut on the mean logit, as for any run.
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import torch
 
-from swaptron.networks.fake_score import load_network
 from swaptron.networks.forensics import MeanLogit
-from swaptron.training.forensics_train import CHECKPOINT, HISTORY, ForensicsTrainError
+from swaptron.training.forensics_train import (
+    CHECKPOINT,
+    HISTORY,
+    ForensicsTrainError,
+    load_trained,
+)
 
 SHARED_KEYS = ("model", "input_size", "recipe")
 
@@ -27,12 +30,9 @@ SHARED_KEYS = ("model", "input_size", "recipe")
 def load_member(path: Path) -> tuple[torch.nn.Module, dict[str, object]]:
     """One member's network and metadata; ForensicsTrainError names a missing, unreadable or
     already combined file."""
-    try:
-        network, meta = load_network(path)
-    except FileNotFoundError as error:
-        raise ForensicsTrainError(f"member {path} does not exist") from error
-    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, EOFError) as error:
-        raise ForensicsTrainError(f"member {path} is not a detector file: {error}") from error
+    if not path.is_file():
+        raise ForensicsTrainError(f"member {path} does not exist")
+    network, meta = load_trained(path, network_only=True)
     if int(meta.get("members", 1)) != 1:
         raise ForensicsTrainError(f"member {path} is already a combination of "
                                   f"{meta['members']}; give its own members")
@@ -50,6 +50,8 @@ def combine(members: list[Path], target: Path) -> dict[str, object]:
         raise ForensicsTrainError("combine was given the same --member file twice")
     if target.resolve() in resolved:
         raise ForensicsTrainError(f"--output {target} is one of the members")
+    if target.is_dir():
+        raise ForensicsTrainError(f"--output {target} is a folder; give a file path")
     if (target.parent / CHECKPOINT).exists():
         raise ForensicsTrainError(f"--output {target} is in a training run's folder "
                                   f"({target.parent / CHECKPOINT}); give a folder of its own")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
 from swaptron import assets
-from swaptron.networks.fake_score import load_detector
+from swaptron.networks.fake_score import load_detector, load_network
 from swaptron.networks.forensics import DEFAULT_INPUT_SIZE, DETECTOR_NAMES, build_detector
 from swaptron.training.forensics_data import Dataset, load_dataset
 from swaptron.training.photo_augment import photo_augment
@@ -221,12 +222,17 @@ def save(model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: RunH
          "losses": history.losses[-5000:]}))
 
 
-def load_trained(path: Path) -> tuple[torch.nn.Module, dict[str, object]]:
-    """A trained detector (eval mode) and its metadata, from `detector.pt`."""
+def load_trained(path: Path, network_only: bool = False
+                 ) -> tuple[torch.nn.Module, dict[str, object]]:
+    """A trained detector (eval mode; without its detail cues when `network_only`) and its
+    metadata, from `detector.pt`; ForensicsTrainError names a missing or unreadable file."""
     try:
-        return load_detector(path)
+        return load_network(path) if network_only else load_detector(path)
     except FileNotFoundError as error:
         raise ForensicsTrainError(str(error)) from error
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError) as error:
+        raise ForensicsTrainError(f"{path} is not a detector file: "
+                                  f"{error or type(error).__name__}") from error
 
 
 def export_weights(run: Path, target: Path, serving: dict[str, object] | None = None,

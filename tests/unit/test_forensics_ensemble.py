@@ -90,3 +90,25 @@ def test_the_cli_step_reports_a_refusal_and_exits_1(tmp_path: Path,
     args = argparse.Namespace(member=[first], output=tmp_path / "out" / "detector.pt")
     assert run_combine(args) == 1
     assert "error: combine needs at least two --member files" in capsys.readouterr().out
+
+
+def test_combine_refuses_a_truncated_member_and_a_folder_as_output(tmp_path: Path) -> None:
+    first, second = write_run(tmp_path / "a", 0), write_run(tmp_path / "b", 1)
+    second.write_bytes(second.read_bytes()[:100])
+    with pytest.raises(ForensicsTrainError, match=f"{second} is not a detector file"):
+        combine([first, second], tmp_path / "out" / "detector.pt")
+    second = write_run(tmp_path / "c", 1)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(ForensicsTrainError, match="is a folder"):
+        combine([first, second], folder)
+
+
+def test_the_cli_step_reports_an_unwritable_output(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    members = [write_run(tmp_path / f"seed{seed}", seed) for seed in (0, 1)]
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    args = argparse.Namespace(member=members, output=blocker / "meso4" / "detector.pt")
+    assert run_combine(args) == 1
+    assert f"error: cannot write {args.output}" in capsys.readouterr().out
